@@ -1,0 +1,30 @@
+"""MBConv, the inverted residual of MobileNetV2, MnasNet and EfficientNet."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import spec
+from ..cost import mbconv_mid_channels, se_channels
+from .layers import ConvNormAct, DropPath, SqueezeExcite
+
+
+class MBConv(nn.Module):
+    """1x1 expand (skipped when expansion gives no new channels), kxk depthwise, SE, linear 1x1 project."""
+
+    def __init__(self, block: spec.MBConv, cin: int, drop_path: float = 0.0):
+        super().__init__()
+        mid = mbconv_mid_channels(cin, block.expansion)
+        act = block.activation
+        self.expand = ConvNormAct(cin, mid, 1, act=act) if mid != cin else nn.Identity()
+        self.depthwise = ConvNormAct(mid, mid, block.kernel, block.stride, groups=mid, act=act)
+        # SE squeezes relative to the block input (EfficientNet); its inner activation is the block's.
+        self.se = SqueezeExcite(mid, se_channels(cin, block.se_ratio), act) if block.se_ratio > 0 else nn.Identity()
+        self.project = ConvNormAct(mid, block.out_channels, 1)
+        self.residual = block.skip and block.stride == 1 and cin == block.out_channels
+        self.drop_path = DropPath(drop_path) if self.residual else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.se(self.depthwise(self.expand(x))))
+        return x + self.drop_path(out) if self.residual else out
