@@ -65,6 +65,11 @@ class Network(nn.Module):
                 bound = 1.0 / m.out_features ** 0.5
                 nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)
+        # Residual blocks start as the identity (Goyal et al., 2017; timm's zero_init_last): their last
+        # batch norm's scale is zero. Deep nets then train from the first step, which short proxy runs need.
+        for m in self.modules():
+            if hasattr(m, "zero_init_last") and m is not self:
+                m.zero_init_last()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         image = x

@@ -16,10 +16,41 @@ def _info(args) -> int:
     spec = load_spec(args.spec)
     if args.resolution is not None and args.resolution < 1:
         raise UserError(f"--resolution: got {args.resolution}; allowed: a positive image side in pixels")
+    measured = {}
+    if args.latency:
+        from .evaluate.latency import latency_report
+
+        measured.update(latency_report(spec, args.device, args.batch, args.resolution))
+    if args.energy:
+        from .evaluate.energy import energy_report
+
+        measured.update(energy_report(spec, args.batch, args.resolution, device="cuda"))
     if args.json:
-        print(json.dumps(info_dict(spec, args.resolution)))
+        print(json.dumps({**info_dict(spec, args.resolution), **measured}))
     else:
-        print(info_table(spec, args.resolution))
+        print(info_table(spec, args.resolution, measured))
+    return 0
+
+
+def _search(args) -> int:
+    from .search import run_search
+
+    result = run_search(args.pairs, progress=not args.quiet)
+    print(f"run directory: {result.run_dir}")
+    if result.best:
+        b = result.best
+        print(f"best: trial {b['number']}, reward {b['reward']:.4f}, accuracy {b['accuracy']:.4f}, "
+              f"{b['flops'] / 1e6:.1f}M FLOPs (multiply-adds), {b['params']:,} params -> {result.run_dir / 'best.yaml'}")
+    else:
+        print("no trial completed; see report.md")
+    return 0
+
+
+def _export(args) -> int:
+    from .search.export import export
+
+    for path in export(args.run_dir, args.output, args.trial, args.pareto):
+        print(path)
     return 0
 
 
@@ -35,7 +66,25 @@ def make_parser() -> argparse.ArgumentParser:
     info.add_argument("spec", help="a zoo name (efficientnet-b0) or a path to a YAML spec")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.add_argument("--resolution", type=int, help="count at this input resolution instead of the spec's")
+    info.add_argument("--latency", action="store_true", help="measure median latency and images/s")
+    info.add_argument("--energy", action="store_true", help="measure energy per image (NVIDIA GPUs, NVML)")
+    info.add_argument("--device", default="cpu", help="cpu or cuda, for --latency")
+    info.add_argument("--batch", type=int, default=1, help="batch size for --latency / --energy")
     info.set_defaults(run=_info)
+
+    search = sub.add_parser("search", help="search a space for an efficient base architecture",
+                            description="nas search [experiment=NAME] [key=value ...]; keys: see README")
+    search.add_argument("pairs", nargs="*", metavar="key=value")
+    search.add_argument("--quiet", action="store_true", help="no progress bar")
+    search.set_defaults(run=_search)
+
+    export = sub.add_parser("export", help="write a run's trial specs as YAML")
+    export.add_argument("run_dir", metavar="RUN", help="a run directory")
+    which = export.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, help="this trial's spec (default: the best trial)")
+    which.add_argument("--pareto", action="store_true", help="every spec on the Pareto front")
+    export.add_argument("-o", "--output", default=".", help="folder to write to")
+    export.set_defaults(run=_export)
     return parser
 
 

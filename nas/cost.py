@@ -56,9 +56,12 @@ class Tally:
         if name == "prelu":
             self.params += channels
 
-    def squeeze_excite(self, channels: int, squeezed: int) -> None:
-        """SE on a ``channels`` map: pool, 1x1 to ``squeezed`` with bias, act, 1x1 back with bias, gate."""
-        self.conv(channels, squeezed, 1, 1, 1, bias=True, norm=False)
+    def squeeze_excite(self, channels: int, squeezed: int, activation: str = "none") -> None:
+        """SE on a ``channels`` map: pool, 1x1 to ``squeezed`` with bias, ``activation``, 1x1 back with bias, gate.
+
+        ``activation`` is the SE's inner one; only PReLU has weights (one per squeezed channel).
+        """
+        self.conv(channels, squeezed, 1, 1, 1, bias=True, norm=False, activation=activation)
         self.conv(squeezed, channels, 1, 1, 1, bias=True, norm=False)
 
 
@@ -101,10 +104,10 @@ def _separable(t: Tally, b: Separable, cin: int, h: int, w: int) -> None:
 
 
 def _osa(t: Tally, b: OSA, cin: int, h: int, w: int) -> None:
-    if b.stride == 2:
+    if b.stride == 2:  # the max-pool in front: no weights, not counted, but every layer sees its output
         h, w = conv_out(h, 3, 2, 0, 1, True), conv_out(w, 3, 2, 0, 1, True)
     channels = cin
-    if b.depthwise and cin != b.stage_channels:
+    if b.depthwise and cin != b.stage_channels:  # slim-dw: one 1x1 reduction so the depthwise layers fit
         t.conv(cin, b.stage_channels, 1, h, w, activation=b.activation)
         channels = b.stage_channels
     for _ in range(b.layers):
@@ -114,8 +117,9 @@ def _osa(t: Tally, b: OSA, cin: int, h: int, w: int) -> None:
         else:
             t.conv(channels, b.stage_channels, b.kernel, h, w, activation=b.activation)
         channels = b.stage_channels
+    # aggregation of the (unreduced) input and every layer's output; concatenation itself is free
     t.conv(cin + b.layers * b.stage_channels, b.out_channels, 1, h, w, activation=b.activation)
-    if b.ese:
+    if b.ese:  # eSE: one 1x1 conv with bias on the 1x1 pooled map; the gate's multiply is not counted
         t.conv(b.out_channels, b.out_channels, 1, 1, 1, bias=True, norm=False)
 
 
@@ -127,21 +131,20 @@ def eesp_dilations(branches: int, receptive_limit: int) -> list[int]:
 
 
 def _eesp(t: Tally, b: EESP, cin: int, h: int, w: int) -> None:
+    """Mirrors nas/blocks/eesp.py: the EESP transform, then (stride 1) the unit's PReLU, or (stride 2) the
+    down-sampler's input reinforcement and PReLU. Pooling, concatenation and adds cost nothing here."""
     k = b.branches
-    produced = b.out_channels - cin if b.stride == 2 else b.out_channels
+    produced = b.out_channels - cin if b.stride == 2 else b.out_channels  # stride 2: the pooled input fills the rest
     n = produced // k
     t.conv(cin, n, 1, h, w, groups=k, activation=b.activation)            # grouped 1x1 reduce
-    oh = ow = None
-    for d in eesp_dilations(k, b.receptive_limit):                          # depthwise dilated branches
+    oh, ow = h, w
+    for d in eesp_dilations(k, b.receptive_limit):                          # depthwise dilated branches, no BN
         oh, ow = t.conv(n, n, 3, h, w, b.stride, groups=n, norm=False, dilation=d)
-    t.norm(produced)                                                        # BN + act after concat
+    t.norm(produced)                                                        # BN + act after the concat
     t.activation(b.activation, produced)
     t.conv(produced, produced, 1, oh, ow, groups=k)                         # grouped 1x1 expand (+BN)
-    if b.stride == 1:
-        t.activation(b.activation, produced)
-        return
-    if b.input_reinforcement:  # from the image, average-pooled down to this block's output size
-        image = 3
+    if b.stride == 2 and b.input_reinforcement:  # on the image, average-pooled down to this block's output size
+        image = EESP.image_channels
         t.conv(image, image, 3, oh, ow, activation=b.activation)
         t.conv(image, b.out_channels, 1, oh, ow)
     t.activation(b.activation, b.out_channels)
@@ -222,42 +225,47 @@ class Cost:
 
 
 def count_cost(spec: Spec, resolution: int | None = None, per_stage: bool = False) -> Cost:
-    """Params, FLOPs (multiply-adds) and MAC of ``spec`` at its resolution (or ``resolution``)."""
+    """Params, FLOPs (multiply-adds) and MAC of ``spec`` at its resolution (or ``resolution``).
+
+    ``per_stage`` adds a row per stem / stage / head (what ``nas info`` prints).
+    """
     if resolution is not None and resolution != spec.resolution:
         from dataclasses import replace
         spec = replace(spec, resolution=resolution)
     r = resolve(spec)
     params = flops = mac = 0
+    for rb in r.blocks:  # a plain loop: this is the hot path of a search
+        p, f, m = block_cost(rb.block, rb.in_channels, rb.in_size[0], rb.in_size[1])
+        params, flops, mac = params + p, flops + f, mac + m
+    p, f, m = head_cost(r)
+    rows = _stage_rows(r) if per_stage else ()
+    return Cost(params + p, flops + f, mac + m, spec.resolution, rows)
+
+
+def _stage_rows(r: Resolved) -> tuple[StageCost, ...]:
+    """Sum the blocks' (params, flops, mac) into one row per stem / stage, then the head's row."""
     rows: list[StageCost] = []
-    current, acc = None, None
+    acc: dict | None = None
     for rb in r.blocks:
         p, f, m = block_cost(rb.block, rb.in_channels, rb.in_size[0], rb.in_size[1])
-        params += p
-        flops += f
-        mac += m
-        if per_stage:
-            key = "stem" if rb.stage < 0 else f"stage {rb.stage}"
-            if key != current:
-                if acc:
-                    rows.append(StageCost(**acc))
-                current = key
-                acc = dict(name=key, kind=rb.block.kind, repeats=0, out_channels=0, out_size=rb.out_size,
-                           params=0, flops=0, mac=0)
-            if rb.block.kind not in acc["kind"].split("+"):
-                acc["kind"] += "+" + rb.block.kind
-            acc["repeats"] += 1
-            acc["params"] += p
-            acc["flops"] += f
-            acc["mac"] += m
-            acc["out_size"] = rb.out_size
-            acc["out_channels"] = rb.block.out_channels if hasattr(rb.block, "out_channels") else rb.in_channels
-    p, f, m = head_cost(r)
-    params, flops, mac = params + p, flops + f, mac + m
-    if per_stage:
-        if acc:
-            rows.append(StageCost(**acc))
-        rows.append(StageCost("head", r.spec.head.kind, 1, r.spec.num_classes, (1, 1), p, f, m))
-    return Cost(params, flops, mac, spec.resolution, tuple(rows))
+        name = "stem" if rb.stage < 0 else f"stage {rb.stage}"
+        if acc is None or acc["name"] != name:
+            if acc:
+                rows.append(StageCost(**acc))
+            acc = dict(name=name, kind=rb.block.kind, repeats=0, out_channels=0, out_size=rb.out_size,
+                       params=0, flops=0, mac=0)
+        if rb.block.kind not in acc["kind"].split("+"):
+            acc["kind"] += "+" + rb.block.kind
+        acc["repeats"] += 1
+        acc["params"] += p
+        acc["flops"] += f
+        acc["mac"] += m
+        acc["out_size"] = rb.out_size
+        acc["out_channels"] = rb.block.out_channels if hasattr(rb.block, "out_channels") else rb.in_channels
+    if acc:
+        rows.append(StageCost(**acc))
+    rows.append(StageCost("head", r.spec.head.kind, 1, r.spec.num_classes, (1, 1), *head_cost(r)))
+    return tuple(rows)
 
 
 __all__ = ["Cost", "StageCost", "Tally", "count_cost", "block_cost", "head_cost", "se_channels",

@@ -142,13 +142,17 @@ class Separable(Block):
 
 @dataclass(frozen=True)
 class OSA(Block):
-    """One-Shot Aggregation (VoVNet): ``layers`` sequential kxk convs of ``stage_channels``, concatenated
-    with the block input, aggregated by a 1x1 conv to ``out_channels``.
+    """One-Shot Aggregation (VoVNet): ``layers`` sequential kxk conv-BN-act layers of ``stage_channels``;
+    the block input and every layer's output are concatenated once and aggregated by a 1x1 conv-BN-act
+    to ``out_channels``.
 
-    stride 2 puts VoVNet's 3x3 / 2 max-pool (ceil mode) in front of the block. ``ese`` adds effective
-    squeeze-excitation (one 1x1 conv with bias, hard-sigmoid gate); ``depthwise`` makes each layer a
-    depthwise 3x3 preceded by a 1x1 to ``stage_channels`` (VoVNet-slim-dw); ``skip`` adds the identity
-    of VoVNetV2 (requires in == out channels).
+    stride 2 puts VoVNet's 3x3 / 2 max-pool (ceil mode) in front of the block. ``ese`` adds VoVNetV2's
+    effective squeeze-excitation after the aggregation (one 1x1 conv with bias on the pooled map,
+    hard-sigmoid gate). ``depthwise`` (VoVNetV2's slim-dw) makes each layer a depthwise kxk conv without
+    norm or activation followed by a 1x1 conv-BN-act, and, when the input width differs from
+    ``stage_channels``, reduces the input once with a 1x1 conv-BN-act before the first layer (the
+    concatenation still takes the unreduced input). ``skip`` adds VoVNetV2's identity (input + output;
+    requires in == out channels).
     """
 
     kind: ClassVar[str] = "osa"
@@ -172,10 +176,13 @@ class EESP(Block):
     follow from ``receptive_limit``, hierarchical feature fusion, grouped 1x1 expand, residual.
     stride 2 is the strided EESP ("down-sampler"): the EESP output (out - in channels) is concatenated
     with a 3x3 / 2 average-pooled input, and ``input_reinforcement`` adds a projection of the
-    average-pooled image.
+    average-pooled image (3x3 conv-BN-act on its ``image_channels`` channels, 1x1 conv-BN to out).
+    ``input_reinforcement`` only acts at stride 2: a stage's stride-1 repeats ignore it.
     """
 
     kind: ClassVar[str] = "eesp"
+    #: channels of the image that input reinforcement reads: RGB, as in the reference code (config_inp_reinf)
+    image_channels: ClassVar[int] = 3
     out_channels: int = 0
     stride: int = 1
     branches: int = 4
@@ -266,74 +273,128 @@ class Spec:
 # Field checks
 # --------------------------------------------------------------------------------------------
 
-def _check_positive_int(where: str, value, allowed: str = "a positive integer") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+# Upper limits. They are far above any published network; they exist so that a typo such as
+# ``repeats: 1e9`` or ``out_channels: 10**400`` gives a one-line error instead of a hang or an overflow.
+MAX_CHANNELS = 65536
+MAX_REPEATS = 100       # per stage, before the depth multiplier
+MAX_LAYERS = 64         # OSA layers, EESP branches: loops inside one block
+MAX_DIVISOR = 256
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """An int or a finite float (math.isfinite would overflow on a huge int, which is finite anyway)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return _is_int(value)
+
+
+def _check_positive_int(where: str, value, allowed: str = "a positive integer", maximum: int | None = None) -> None:
+    """``allowed`` should state ``maximum`` when one is given."""
+    if not _is_int(value) or value < 1 or (maximum is not None and value > maximum):
         raise SpecError(where, value, allowed)
 
 
 def _check_block_fields(block: Block, where: str) -> None:
+    """Type and range of every field of ``block``, by name; fields without a rule here are checked by type."""
     for f in fields(block):
         value = getattr(block, f.name)
         path = f"{where}.{f.name}"
         if f.name in block.channel_fields:
-            _check_positive_int(path, value, "a positive number of channels")
+            _check_positive_int(path, value, f"a positive number of channels up to {MAX_CHANNELS}", MAX_CHANNELS)
         elif f.name == "kernel":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value > MAX_KERNEL or value % 2 == 0:
+            if not _is_int(value) or not 1 <= value <= MAX_KERNEL or value % 2 == 0:
                 raise SpecError(path, value, f"an odd integer from 1 to {MAX_KERNEL}")
         elif f.name == "stride":
-            if isinstance(value, bool) or value not in (1, 2):
+            if not _is_int(value) or value not in (1, 2):
                 raise SpecError(path, value, "1 or 2")
         elif f.name == "activation":
-            if value not in ACTIVATIONS:
+            if not isinstance(value, str) or value not in ACTIVATIONS:
                 raise SpecError(path, value, "one of " + ", ".join(ACTIVATIONS))
         elif f.name == "se_ratio":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            if not _is_number(value) or not 0 <= value <= 1:
                 raise SpecError(path, value, "a number from 0 to 1 (relative to the block's input channels)")
         elif f.name == "expansion":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 16:
+            if not _is_number(value) or not 1 <= value <= 16:
                 raise SpecError(path, value, "a number from 1 to 16")
-        elif f.name in ("layers", "branches", "groups"):
-            _check_positive_int(path, value)
+        elif f.name in ("layers", "branches"):
+            _check_positive_int(path, value, f"a positive integer up to {MAX_LAYERS}", MAX_LAYERS)
+        elif f.name == "groups":
+            _check_positive_int(path, value, f"a positive integer up to {MAX_CHANNELS}", MAX_CHANNELS)
         elif f.name == "receptive_limit":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 3 or value % 2 == 0 or value > 17:
+            if not _is_int(value) or not 3 <= value <= 17 or value % 2 == 0:
                 raise SpecError(path, value, "an odd integer from 3 to 17 (a 3x3 kernel's receptive field)")
         elif f.name == "padding":
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise SpecError(path, value, "a non-negative integer, or null for 'same' padding")
-        elif f.type in ("bool",) and not isinstance(value, bool):
-            raise SpecError(path, value, "true or false")
+            # torch's pooling refuses more than half the kernel, and more would grow a conv's map: same rule for both
+            kernel = getattr(block, "kernel", 1)
+            null = ", or null for 'same' padding" if f.default is None else ""
+            if value is None and f.default is None:
+                continue
+            if not _is_int(value) or not 0 <= value <= kernel // 2:
+                raise SpecError(path, value, f"an integer from 0 to {kernel // 2} (half the kernel {kernel}){null}")
+        elif f.type == "bool":
+            if not isinstance(value, bool):
+                raise SpecError(path, value, "true or false")
+        elif f.type == "int":
+            if not _is_int(value):
+                raise SpecError(path, value, "an integer")
+        elif f.type == "float":
+            if not _is_number(value):
+                raise SpecError(path, value, "a number")
+        elif f.type == "str":
+            if not isinstance(value, str):
+                raise SpecError(path, value, "a string")
     block.check(where)
 
 
 def _check_spec_fields(spec: Spec) -> None:
+    """The spec's own fields, its stages' repeats and its head. The blocks' fields are checked by
+    :func:`_block_from_dict` when read and by :func:`resolve` (once per block, cached) for specs made in Python."""
+    if not isinstance(spec.name, str):
+        raise SpecError("name", spec.name, "a string")
+    if not isinstance(spec.notes, str):
+        raise SpecError("notes", spec.notes, "a string")
     _check_positive_int("resolution", spec.resolution, "a positive image side in pixels")
     _check_positive_int("num_classes", spec.num_classes)
-    _check_positive_int("in_channels", spec.in_channels)
-    _check_positive_int("channel_divisor", spec.channel_divisor)
+    _check_positive_int("in_channels", spec.in_channels, f"a positive number of channels up to {MAX_CHANNELS}",
+                        MAX_CHANNELS)
+    _check_positive_int("channel_divisor", spec.channel_divisor, f"a positive integer up to {MAX_DIVISOR}",
+                        MAX_DIVISOR)
     for name in ("width_multiplier", "depth_multiplier"):
         value = getattr(spec, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 16:
+        if not _is_number(value) or not 0 < value <= 16:
             raise SpecError(name, value, "a number in (0, 16]")
-    if isinstance(spec.drop_path, bool) or not isinstance(spec.drop_path, (int, float)) or not 0 <= spec.drop_path < 1:
+    if not _is_number(spec.drop_path) or not 0 <= spec.drop_path < 1:
         raise SpecError("drop_path", spec.drop_path, "a number in [0, 1)")
     if not spec.stages:
         raise SpecError("stages", [], "a non-empty list of stages")
     for i, block in enumerate(spec.stem):
-        _check_block_fields(block, f"stem[{i}]")
+        if not isinstance(block, Block):
+            raise SpecError(f"stem[{i}]", block, "a block (nas.spec.Conv, MaxPool, ...)")
     for i, stage in enumerate(spec.stages):
-        _check_block_fields(stage.block, f"stages[{i}]")
-        _check_positive_int(f"stages[{i}].repeats", stage.repeats, "a positive integer")
+        if not isinstance(stage, Stage) or not isinstance(stage.block, Block):
+            raise SpecError(f"stages[{i}]", stage, "a Stage(block, repeats)")
+        _check_positive_int(f"stages[{i}].repeats", stage.repeats, f"a positive integer up to {MAX_REPEATS}",
+                            MAX_REPEATS)
     head = spec.head
-    if head.kind not in HEAD_KINDS:
+    if not isinstance(head, Head):
+        raise SpecError("head", head, "a Head")
+    if not isinstance(head.kind, str) or head.kind not in HEAD_KINDS:
         raise SpecError("head.kind", head.kind, "one of " + ", ".join(HEAD_KINDS))
-    if isinstance(head.channels, bool) or not isinstance(head.channels, int) or head.channels < 0:
-        raise SpecError("head.channels", head.channels, "a non-negative number of channels (0 = no head conv)")
+    if not _is_int(head.channels) or not 0 <= head.channels <= MAX_CHANNELS:
+        raise SpecError("head.channels", head.channels,
+                        f"a number of channels from 0 to {MAX_CHANNELS} (0 = no head conv)")
     if head.kind == "pool_conv_linear" and head.channels == 0:
         raise SpecError("head.channels", 0, "a positive number of channels for head kind pool_conv_linear")
-    if head.activation not in ACTIVATIONS:
+    if not isinstance(head.activation, str) or head.activation not in ACTIVATIONS:
         raise SpecError("head.activation", head.activation, "one of " + ", ".join(ACTIVATIONS))
-    if isinstance(head.dropout, bool) or not isinstance(head.dropout, (int, float)) or not 0 <= head.dropout < 1:
+    if not _is_number(head.dropout) or not 0 <= head.dropout < 1:
         raise SpecError("head.dropout", head.dropout, "a number in [0, 1)")
+    if not isinstance(head.scale_channels, bool):
+        raise SpecError("head.scale_channels", head.scale_channels, "true or false")
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,13 +470,17 @@ def _check_chain(block: Block, cin: int, where: str) -> None:
         if block.skip and cin != cout:
             raise SpecError(f"{where}.skip", True, f"false, or out_channels equal to the {cin} input channels")
     elif isinstance(block, EESP):
+        # The EESP transform makes `produced` channels from k branches of n = produced / k each; the 1x1
+        # reduce (cin -> n) has k groups, so k must divide both cin and n, i.e. k * k divides `produced`.
         k = block.branches
         produced = cout - cin if block.stride == 2 else cout
         if block.stride == 2 and produced <= 0:
             raise SpecError(f"{where}.out_channels", cout, f"more than the {cin} input channels (a strided EESP concatenates its pooled input)")
-        if produced % k:
-            what = "out_channels - input channels" if block.stride == 2 else "out_channels"
-            raise SpecError(f"{where}.out_channels", cout, f"a value whose {what} is a multiple of branches={k}")
+        if produced % (k * k):
+            what = f"out_channels - {cin} input channels" if block.stride == 2 else "out_channels"
+            raise SpecError(f"{where}.out_channels", cout,
+                            f"a value whose {what} is a multiple of branches^2 = {k * k} ({k} branches of a width "
+                            f"that the {k}-group reduce conv divides)")
         if cin % k:
             raise SpecError(f"{where}.branches", k, f"a divisor of the {cin} input channels (the reduce conv has {k} groups)")
     elif isinstance(block, Fire):
@@ -440,49 +505,75 @@ def stage_repeats(spec: Spec, stage: Stage) -> int:
 
 
 def _has_residual(block: Block, cin: int) -> bool:
+    """Whether the block adds an identity (and so takes a drop-path rate)."""
     if isinstance(block, (MBConv, Separable)):
         return block.skip and block.stride == 1 and cin == block.out_channels
+    if isinstance(block, OSA):
+        return block.skip  # VoVNetV2's identity, added after the pool at any stride
+    if isinstance(block, EESP):
+        return block.stride == 1 and cin == block.out_channels
     return False
+
+
+@lru_cache(maxsize=16384)
+def _resolve_stage(block: Block, repeats: int, width: float, depth: float, divisor: int, cin: int, h: int, w: int,
+                   where: str, index: int) -> tuple[tuple[tuple[ResolvedBlock, bool], ...], int, tuple[int, int]]:
+    """One stage (or stem layer) on a (cin, h, w) input.
+
+    Checks the block's fields, scales its channels and repeats, expands the repeats (only the first
+    one strides) and checks that each repeat chains. Returns a (resolved block, has a residual) row
+    per repeat, and the stage's output channels and size. Stops after a block whose output vanishes;
+    the caller reports it. Cached: a search puts the same stage on the same input over and over.
+    Drop-path rates depend on the whole network, so they are left at 0 here and set by :func:`resolve`.
+    """
+    _check_block_fields(block, where)
+    first = _scaled_block(block, width, divisor)
+    rest = replace(first, stride=1) if getattr(first, "stride", 1) != 1 else first
+    n = round_repeats(repeats, depth) if block.scales_with_depth else repeats  # as stage_repeats()
+    rows = []
+    for r in range(n):
+        b = first if r == 0 else rest
+        _check_chain(b, cin, where)
+        oh, ow = block_out_size(b, h, w)
+        rows.append((ResolvedBlock(b, cin, (h, w), (oh, ow), index), _has_residual(b, cin)))
+        cin, h, w = block_out_channels(b, cin), oh, ow
+        if h < 1 or w < 1:
+            break
+    return tuple(rows), cin, (h, w)
 
 
 @lru_cache(maxsize=1024)
 def resolve(spec: Spec) -> Resolved:
     """Apply multipliers, expand repeats, track channels and sizes; raise SpecError if the layers don't chain."""
     _check_spec_fields(spec)
-    width, div = spec.width_multiplier, spec.channel_divisor
-    cin, (h, w) = spec.in_channels, (spec.resolution, spec.resolution)
-    out: list[ResolvedBlock] = []
-    planned: list[tuple[str, Block, int]] = []
-    for i, block in enumerate(spec.stem):
-        planned.append((f"stem[{i}]", _scaled_block(block, width, div), -1))
-    for i, stage in enumerate(spec.stages):
-        first = _scaled_block(stage.block, width, div)
-        rest = replace(first, stride=1) if getattr(first, "stride", 1) != 1 else first
-        n = stage_repeats(spec, stage)
-        planned.extend((f"stages[{i}]", first if r == 0 else rest, i) for r in range(n))
-    residual_total = 0
-    chained = []
-    for where, block, stage in planned:
-        _check_chain(block, cin, where)
-        oh, ow = block_out_size(block, h, w)
-        if oh < 1 or ow < 1:
+    width, depth, div = spec.width_multiplier, spec.depth_multiplier, spec.channel_divisor
+    # (where, block, repeats, depth multiplier, stage index); stem layers never repeat
+    stages = [(f"stem[{i}]", block, 1, 1.0, -1) for i, block in enumerate(spec.stem)]
+    stages += [(f"stages[{i}]", stage.block, stage.repeats, depth, i) for i, stage in enumerate(spec.stages)]
+    cin, size = spec.in_channels, (spec.resolution, spec.resolution)
+    chained: list[tuple[ResolvedBlock, bool]] = []
+    for where, block, repeats, stage_depth, index in stages:
+        rows, cin, size = _resolve_stage(block, repeats, width, stage_depth, div, cin, *size, where, index)
+        if size[0] < 1 or size[1] < 1:
             raise SpecError("resolution", spec.resolution, f"a larger image: the feature map vanishes at {where}")
-        residual = _has_residual(block, cin)
-        residual_total += residual
-        chained.append((block, cin, (h, w), (oh, ow), stage, residual))
-        cin, h, w = block_out_channels(block, cin), oh, ow
-    seen = 0
-    for block, block_in, in_size, out_size, stage, residual in chained:
-        rate = 0.0
-        if residual and spec.drop_path > 0:
-            rate = spec.drop_path * seen / max(1, residual_total)
-            seen += 1
-        out.append(ResolvedBlock(block, block_in, in_size, out_size, stage, rate))
+        if (isinstance(block, EESP) and block.input_reinforcement and block.stride == 2
+                and spec.in_channels != EESP.image_channels):
+            raise SpecError(f"{where}.input_reinforcement", True, f"false: input reinforcement reads a "
+                            f"{EESP.image_channels}-channel image and in_channels is {spec.in_channels}")
+        chained += rows
+    # Stochastic depth grows linearly over the residual blocks of the whole network (EfficientNet).
+    out = [rb for rb, _ in chained]
+    if spec.drop_path > 0:
+        residual_at = [i for i, (_, residual) in enumerate(chained) if residual]
+        for seen, i in enumerate(residual_at):
+            rb = out[i]
+            rate = spec.drop_path * seen / len(residual_at)
+            out[i] = ResolvedBlock(rb.block, rb.in_channels, rb.in_size, rb.out_size, rb.stage, rate)
     head = spec.head
     head_channels = head.channels
     if head_channels and head.scale_channels:
         head_channels = round_channels(head_channels, width, div)
-    return Resolved(spec, tuple(out), cin, head_channels, (h, w))
+    return Resolved(spec, tuple(out), cin, head_channels, size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,28 +593,27 @@ def _did_you_mean(word: str, options: Iterable[str]) -> str:
 
 
 def _block_from_dict(data: Any, where: str, allow_repeats: bool) -> tuple[Block, int]:
+    """One stem layer or stage from its YAML mapping; returns the checked block and its repeats."""
     if not isinstance(data, dict):
         raise SpecError(where, data, "a mapping such as {block: mbconv, out_channels: 24, ...}")
     data = dict(data)
     kind = data.pop("block", None)
-    if kind not in BLOCK_KINDS:
+    if not isinstance(kind, str) or kind not in BLOCK_KINDS:
         raise SpecError(f"{where}.block", kind, "one of " + ", ".join(BLOCK_KINDS) + _did_you_mean(kind, BLOCK_KINDS))
     cls = BLOCK_KINDS[kind]
     repeats = data.pop("repeats", 1) if allow_repeats else 1
+    _check_positive_int(f"{where}.repeats", repeats, f"a positive integer up to {MAX_REPEATS}", MAX_REPEATS)
     allowed = [f.name for f in fields(cls)]
     for key in data:
         if key not in allowed:
             raise SpecError(f"{where}.{key}", data[key],
                             f"no such field for block {kind}; its fields are " + ", ".join(allowed) + _did_you_mean(key, allowed))
-    if cls.channel_fields and "out_channels" in allowed and "out_channels" not in data:
-        raise SpecError(f"{where}.out_channels", None, "a positive number of channels (required)")
     for name in cls.channel_fields:
         if name not in data:
-            raise SpecError(f"{where}.{name}", None, "a positive number of channels (required)")
+            raise SpecError(f"{where}.{name}", None, f"a positive number of channels up to {MAX_CHANNELS} (required)")
     block = cls(**data)
     _check_block_fields(block, where)
     return block, repeats
-
 
 def _block_to_dict(block: Block) -> dict:
     out: dict[str, Any] = {"block": block.kind}
@@ -541,38 +631,36 @@ def _plain(value):
 
 
 def from_dict(data: Any, source: str = "spec") -> Spec:
-    """Validate a plain dict (from YAML) into a Spec; raise SpecError naming the first bad field."""
+    """Validate a plain dict (from YAML) into a Spec; raise SpecError naming the first bad field.
+
+    Checks every field's type and range. Whether the layers chain (channels match, the image does not
+    vanish) is checked by :func:`resolve`, i.e. by ``count_cost`` and ``build_model``.
+    """
     if not isinstance(data, dict):
-        raise SpecError(source, type(data).__name__, "a mapping with keys " + ", ".join(_SPEC_KEYS))
+        given = "an empty document" if data is None else type(data).__name__
+        raise SpecError(source, given, "a mapping with keys " + ", ".join(_SPEC_KEYS))
     for key in data:
         if key not in _SPEC_KEYS:
             raise SpecError(str(key), data[key], "a spec key: " + ", ".join(_SPEC_KEYS) + _did_you_mean(key, _SPEC_KEYS))
-    if "stages" not in data or not isinstance(data["stages"], list) or not data["stages"]:
+    if not isinstance(data.get("stages"), list) or not data["stages"]:
         raise SpecError("stages", data.get("stages"), "a non-empty list of stages")
-    stem_data = data.get("stem", []) or []
+    stem_data = [] if data.get("stem") is None else data["stem"]
     if not isinstance(stem_data, list):
         raise SpecError("stem", stem_data, "a list of blocks")
     stem = tuple(_block_from_dict(b, f"stem[{i}]", False)[0] for i, b in enumerate(stem_data))
-    stages = []
-    for i, item in enumerate(data["stages"]):
-        block, repeats = _block_from_dict(item, f"stages[{i}]", True)
-        _check_positive_int(f"stages[{i}].repeats", repeats, "a positive integer")
-        stages.append(Stage(block, repeats))
-    head_data = data.get("head", {}) or {}
-    if not isinstance(head_data, dict):
-        raise SpecError("head", head_data, "a mapping with keys " + ", ".join(f.name for f in fields(Head)))
+    stages = tuple(Stage(*_block_from_dict(item, f"stages[{i}]", True)) for i, item in enumerate(data["stages"]))
     head_keys = [f.name for f in fields(Head)]
+    head_data = {} if data.get("head") is None else data["head"]
+    if not isinstance(head_data, dict):
+        raise SpecError("head", head_data, "a mapping with keys " + ", ".join(head_keys))
     for key in head_data:
         if key not in head_keys:
             raise SpecError(f"head.{key}", head_data[key], "one of " + ", ".join(head_keys) + _did_you_mean(key, head_keys))
     scalars = {k: data[k] for k in _SPEC_SCALARS if k in data}
     scalars.setdefault("name", "unnamed")
-    if not isinstance(scalars["name"], str):
-        raise SpecError("name", scalars["name"], "a string")
-    spec = Spec(stem=stem, stages=tuple(stages), head=Head(**head_data), **scalars)
+    spec = Spec(stem=stem, stages=stages, head=Head(**head_data), **scalars)
     _check_spec_fields(spec)
     return spec
-
 
 def to_dict(spec: Spec) -> dict:
     out: dict[str, Any] = {"name": spec.name}
@@ -611,10 +699,7 @@ def loads(text: str, source: str = "spec") -> Spec:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(source, f"malformed YAML{where}: {problem}", "a YAML mapping (see README: spec format)") from None
-    try:
-        return from_dict(data, source)
-    except TypeError as exc:  # a wrong-typed value that the dataclass constructor rejected
-        raise SpecError(source, str(exc), "fields of the documented types") from None
+    return from_dict(data, source)
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
@@ -644,8 +729,10 @@ def load(path: str | os.PathLike) -> Spec:
         text = path.read_text()
     except FileNotFoundError:
         raise SpecError("spec", str(path), "an existing YAML file or a zoo name") from None
-    except (IsADirectoryError, UnicodeDecodeError) as exc:
-        raise SpecError("spec", str(path), f"a readable YAML text file ({type(exc).__name__})") from None
+    except UnicodeDecodeError:
+        raise SpecError("spec", str(path), "a YAML text file in UTF-8 (this one is binary or another encoding)") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise SpecError("spec", str(path), f"a readable YAML file ({exc.strerror or type(exc).__name__})") from None
     return loads(text, source=str(path))
 
 

@@ -25,6 +25,10 @@ class MBConv(nn.Module):
         self.residual = block.skip and block.stride == 1 and cin == block.out_channels
         self.drop_path = DropPath(drop_path) if self.residual else nn.Identity()
 
+    def zero_init_last(self) -> None:
+        if self.residual:
+            nn.init.zeros_(self.project[1].weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.se(self.depthwise(self.expand(x))))
         return x + self.drop_path(out) if self.residual else out

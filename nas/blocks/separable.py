@@ -26,6 +26,10 @@ class Separable(nn.Module):
         self.residual = block.skip and block.stride == 1 and cin == block.out_channels
         self.drop_path = DropPath(drop_path) if self.residual else nn.Identity()
 
+    def zero_init_last(self) -> None:
+        if self.residual:
+            nn.init.zeros_(self.pointwise[1].weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pointwise(self.se(self.depthwise(x)))
         return x + self.drop_path(out) if self.residual else out

@@ -1,0 +1,95 @@
+"""One trial, whatever the backend: choose an architecture, cost it, evaluate it, reward it.
+
+A backend supplies a TrialIO: how to ask for a decision, how to report intermediate accuracy (where
+its pruner may stop the trial) and how to record attributes. Everything else is here, once.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from .. import reward as reward_fns
+from ..cost import count_cost
+from ..evaluate.evaluators import Rejected
+from ..space import Space, sample
+from ..spec import Spec, dumps, spec_hash
+from .config import SearchConfig
+
+
+class TrialIO(Protocol):
+    def choose(self, name: str, options: list) -> Any: ...
+    def report(self, epoch: int, accuracy: float) -> None: ...   # may raise the backend's "pruned"
+    def record(self, **attrs) -> None: ...
+
+
+@dataclass
+class Outcome:
+    accuracy: float
+    cost: float
+    reward: float
+
+
+@dataclass
+class Context:
+    """What every trial of one search shares."""
+
+    config: SearchConfig
+    space: Space
+    evaluator: Callable
+    measured: dict[tuple[str, str], float] = field(default_factory=dict)   # (spec hash, objective) -> cost
+    evaluated: dict[str, dict] = field(default_factory=dict)               # spec hash -> accuracy, seconds
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def objective_cost(self, spec: Spec, key: str, analytic) -> float:
+        objective = self.config.objective
+        if objective in ("flops", "params", "mac"):
+            return float(getattr(analytic, objective))
+        cache_key = (key, f"{objective}:{self.config.latency_device}")
+        if cache_key not in self.measured:  # measured once per spec and device
+            if objective == "latency":
+                from ..evaluate.latency import latency_report
+
+                value = latency_report(spec, self.config.latency_device)["latency_ms"]
+            else:
+                from ..evaluate.energy import energy_report
+
+                value = energy_report(spec, device=self.config.latency_device)["energy_j_per_image"]
+            with self.lock:
+                self.measured[cache_key] = value
+        return self.measured[cache_key]
+
+
+def run_candidate(ctx: Context, io: TrialIO) -> Outcome:
+    """Raises Rejected (prune: over the hard limit, screened out) or any error (the trial failed)."""
+    config = ctx.config
+    spec = sample(ctx.space, io.choose)
+    key = spec_hash(spec)
+    analytic = count_cost(spec)
+    io.record(spec_hash=key, params=analytic.params, flops=analytic.flops, mac=analytic.mac, spec_yaml=dumps(spec))
+    cost = ctx.objective_cost(spec, key, analytic)
+    io.record(cost=cost)
+    if config.reward == "hard" or config.max_cost is not None:
+        limit = config.max_cost if config.max_cost is not None else config.cost_target()
+        if not reward_fns.within_hard_limit(cost, limit):
+            raise Rejected(f"{config.objective} {cost:.4g} is over the hard limit {limit:.4g}")
+    if key in ctx.evaluated:  # an identical architecture is evaluated once
+        known = ctx.evaluated[key]
+        accuracy, seconds = known["accuracy"], 0.0
+        io.record(cached=True)
+    else:
+        evaluation = ctx.evaluator(spec, io.report)
+        accuracy, seconds = evaluation.accuracy, evaluation.seconds
+        io.record(curve=[round(a, 6) for a in evaluation.curve])
+        if evaluation.proxy_score is not None:
+            io.record(proxy_score=evaluation.proxy_score)
+    if accuracy is None or not math.isfinite(accuracy):
+        raise FloatingPointError(f"the evaluator returned accuracy {accuracy!r}")
+    value = reward_fns.reward(accuracy, cost, config.cost_target(), config.reward, config.w,
+                              config.w_below, config.w_above)
+    io.record(accuracy=accuracy, reward=value, seconds=seconds)
+    with ctx.lock:
+        ctx.evaluated.setdefault(key, {"accuracy": accuracy, "seconds": seconds})
+    return Outcome(accuracy, cost, value)

@@ -1,0 +1,46 @@
+"""`nas export`: write the spec of any trial of a run (or its Pareto front) as YAML files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+from ..spec import save
+from . import outputs
+from .config import SearchConfig, apply
+from .run import CONFIG_FILE, _backend
+
+
+def run_records(run_dir: str | Path) -> tuple[Path, list[dict]]:
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).exists():
+        raise UserError(f"run: got {str(run_dir)!r}; allowed: a run directory made by nas search (with {CONFIG_FILE})")
+    stored = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
+    config = apply(SearchConfig(), {k: v for k, v in stored.items() if v is not None})
+    return run_dir, _backend(config.backend).records(run_dir, config)
+
+
+def export(run_dir: str | Path, out_dir: str | Path, trial: int | None = None, pareto: bool = False) -> list[Path]:
+    """Best trial by default; ``trial=N`` for one trial; ``pareto=True`` for the whole front."""
+    run_dir, records = run_records(run_dir)
+    if pareto:
+        chosen = outputs.pareto_front(records)
+    elif trial is not None:
+        chosen = [r for r in records if r["number"] == trial]
+        if not chosen:
+            raise UserError(f"--trial: got {trial}; allowed: a trial number of {run_dir} (0..{len(records) - 1})")
+        if not chosen[0].get("spec_yaml"):
+            raise UserError(f"--trial: trial {trial} ({chosen[0]['state']}) never produced an architecture")
+    else:
+        best = outputs.best_record(records)
+        chosen = [best] if best else []
+    if not chosen:
+        raise UserError(f"run: {run_dir} has no completed trial to export yet")
+    paths = []
+    for r in chosen:
+        path = Path(out_dir) / f"{run_dir.name}-trial{r['number']}.yaml"
+        save(outputs.trial_spec(r, path.stem), path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,168 @@
+"""The Optuna backend: a study in a journal file that survives kill -9 and that several local processes
+can share. It only adapts: decisions become suggest_categorical, intermediate accuracies go to the
+pruner, and the trial's attributes hold what run_candidate measured."""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from ..evaluate.evaluators import Rejected
+from .candidate import Context, run_candidate
+from .config import SearchConfig
+
+STUDY_NAME = "nas"
+STORAGE_FILE = "study.journal"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _storage(run_dir: Path) -> optuna.storages.JournalStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(run_dir / STORAGE_FILE)))
+
+
+def multi_objective(config: SearchConfig) -> bool:
+    return config.sampler == "nsga2"
+
+
+def make_sampler(config: SearchConfig, finished: int) -> optuna.samplers.BaseSampler:
+    # A resumed study reseeds with the number of finished trials, so it doesn't replay the same proposals.
+    seed = config.seed + 1000 * finished
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, config.trials // 3)))
+    # multivariate + group: TPE models decisions jointly and copes with conditional ones (expansion only
+    # for mbconv); constant_liar keeps parallel workers from proposing the same candidate.
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                      n_startup_trials=max(4, min(10, config.trials // 3)),
+                                      constant_liar=config.workers > 1)
+
+
+def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    if config.pruner == "none" or multi_objective(config):
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_interrupted(study: optuna.Study) -> int:
+    """Trials left RUNNING by a killed process on this host are marked failed ('interrupted', not counted)
+    and their decisions are queued again, so a kill loses no finished trial and skips no candidate."""
+    storage, host = study._storage, socket.gethostname()
+    recovered = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get("worker", ""))
+        worker_host, _, pid = worker.rpartition(":")
+        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+            continue  # another machine's worker, or one still running here
+        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        if trial.params:
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+        recovered += 1
+    return recovered
+
+
+def open_study(run_dir: Path, config: SearchConfig) -> optuna.Study:
+    storage = _storage(run_dir)
+    directions = ["maximize", "minimize"] if multi_objective(config) else ["maximize"]
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=directions, load_if_exists=True)
+    return study
+
+
+def finished_count(study: optuna.Study) -> int:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    return sum(not t.user_attrs.get("interrupted") for t in done)
+
+
+class _OptunaIO:
+    def __init__(self, trial: optuna.Trial, prune: bool):
+        self.trial, self.prune = trial, prune
+
+    def choose(self, name, options):
+        return self.trial.suggest_categorical(name, options)
+
+    def report(self, epoch: int, accuracy: float) -> None:
+        if not self.prune:
+            return
+        self.trial.report(accuracy, epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"held-out accuracy {accuracy:.3f} after epoch {epoch + 1} is below the median")
+
+    def record(self, **attrs) -> None:
+        for key, value in attrs.items():
+            self.trial.set_user_attr(key, value)
+
+
+def search(ctx: Context, run_dir: Path, on_trial: Callable[[dict], None]) -> None:
+    """Run trials until ``ctx.config.trials`` have finished in total; ``on_trial`` gets each finished record."""
+    config = ctx.config
+    study = open_study(run_dir, config)
+    recover_interrupted(study)
+    remaining = config.trials - finished_count(study)
+    if remaining <= 0:
+        return
+    study.sampler = make_sampler(config, finished_count(study))
+    study.pruner = make_pruner(config)
+    multi = multi_objective(config)
+
+    def objective(trial: optuna.Trial):
+        trial.set_user_attr("worker", WORKER)
+        io = _OptunaIO(trial, prune=not multi and config.pruner != "none")
+        try:
+            outcome = run_candidate(ctx, io)
+        except Rejected as exc:
+            trial.set_user_attr("note", str(exc))
+            raise optuna.TrialPruned(str(exc)) from None
+        except optuna.TrialPruned as exc:
+            trial.set_user_attr("note", str(exc))
+            raise
+        except Exception as exc:  # recorded as failed; the search goes on (study.optimize catches it)
+            trial.set_user_attr("note", f"{type(exc).__name__}: {exc}"[:300])
+            raise
+        return (outcome.accuracy, outcome.cost) if multi else outcome.reward
+
+    def callback(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+        on_trial(to_record(frozen))
+
+    study.optimize(objective, n_trials=remaining, n_jobs=config.workers, catch=(Exception,),
+                   callbacks=[callback], gc_after_trial=False)
+
+
+_STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+           TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
+
+
+def to_record(trial: optuna.trial.FrozenTrial) -> dict:
+    attrs = trial.user_attrs
+    state = "interrupted" if attrs.get("interrupted") else _STATES.get(trial.state, str(trial.state))
+    return {"number": trial.number, "state": state, "decisions": dict(trial.params), **{
+        k: attrs.get(k) for k in ("params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash",
+                                  "spec_yaml", "note", "cached", "proxy_score", "curve")}}
+
+
+def records(run_dir: Path, config: SearchConfig) -> list[dict]:
+    if not (run_dir / STORAGE_FILE).exists():
+        return []
+    study = open_study(run_dir, config)
+    return [to_record(t) for t in study.get_trials(deepcopy=False)]

@@ -1,0 +1,138 @@
+"""What a search leaves in its run directory, from backend-neutral trial records.
+
+trials.csv, best.yaml, pareto/*.yaml, pareto.png and report.md, each written whole or not at all.
+A record is a dict: number, state, decisions, params, flops, mac, cost, accuracy, reward, seconds,
+spec_hash, spec_yaml, note.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from ..spec import loads, replace, save, write_atomic
+from ..units import human
+
+CSV_COLUMNS = ("number", "state", "params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash",
+               "cached", "note", "decisions")
+
+
+def completed(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["state"] == "complete" and r.get("reward") is not None]
+
+
+def best_record(records: list[dict]) -> dict | None:
+    done = completed(records)
+    return max(done, key=lambda r: (r["reward"], -r["number"])) if done else None
+
+
+def pareto_front(records: list[dict]) -> list[dict]:
+    """Completed trials no other trial beats on both accuracy (higher) and cost (lower); one per architecture."""
+    done = {}
+    for r in completed(records):
+        done.setdefault(r["spec_hash"], r)
+    points = sorted(done.values(), key=lambda r: (r["cost"], -r["accuracy"]))
+    front, best_acc = [], float("-inf")
+    for r in points:
+        if r["accuracy"] > best_acc:
+            front.append(r)
+            best_acc = r["accuracy"]
+    return front
+
+
+def write_trials_csv(run_dir: Path, records: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for r in sorted(records, key=lambda r: r["number"]):
+        row = {k: r.get(k) for k in CSV_COLUMNS}
+        row["decisions"] = json.dumps(r.get("decisions", {}), sort_keys=True)
+        writer.writerow(row)
+    write_atomic(run_dir / "trials.csv", buffer.getvalue())
+
+
+def trial_spec(record: dict, name: str):
+    return replace(loads(record["spec_yaml"], source=f"trial {record['number']}"), name=name)
+
+
+def write_pareto(run_dir: Path, records: list[dict], run_name: str) -> list[dict]:
+    front = pareto_front(records)
+    folder = run_dir / "pareto"
+    folder.mkdir(exist_ok=True)
+    keep = set()
+    for r in front:
+        path = folder / f"trial-{r['number']:04d}.yaml"
+        save(trial_spec(r, f"{run_name}-trial{r['number']}"), path)
+        keep.add(path.name)
+    for stale in folder.glob("trial-*.yaml"):
+        if stale.name not in keep:
+            stale.unlink()
+    return front
+
+
+def plot_pareto(run_dir: Path, records: list[dict], front: list[dict], best: dict | None, target: float,
+                objective: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    done = completed(records)
+    if not done:
+        return
+    fig = Figure(figsize=(6.4, 4.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.scatter([r["cost"] for r in done], [r["accuracy"] for r in done], s=18, alpha=0.6, label="trials")
+    ax.plot([r["cost"] for r in front], [r["accuracy"] for r in front], "-o", color="C3", ms=4, label="Pareto front")
+    if best:
+        ax.scatter([best["cost"]], [best["accuracy"]], marker="*", s=220, color="C2", zorder=5, label="best reward")
+    ax.axvline(target, ls="--", color="grey", lw=1, label=f"target {human(target)}")
+    unit = {"flops": "FLOPs (multiply-adds)", "latency": "latency (ms)", "energy": "energy (J/image)"}.get(objective, objective)
+    ax.set_xscale("log")
+    ax.set_xlabel(unit)
+    ax.set_ylabel("proxy accuracy (held-out)")
+    ax.set_title("Search: accuracy vs cost")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = run_dir / ".pareto.png.tmp"
+    fig.savefig(tmp, format="png", dpi=110)
+    os.replace(tmp, run_dir / "pareto.png")
+
+
+def write_report(run_dir: Path, records: list[dict], best: dict | None, front: list[dict], config) -> str:
+    counts = {}
+    for r in records:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    seconds = sum(r.get("seconds") or 0 for r in records)
+    lines = [f"# Search report: {run_dir.name}", "",
+             f"space `{config.space}`, objective {config.objective}, target {human(config.cost_target())}, "
+             f"reward {config.reward} (w = {config.w}), sampler {config.sampler}, evaluator {config.evaluator}, "
+             f"data set {config.dataset}, {config.epochs} epochs per candidate.", "",
+             "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; {seconds:.0f} s evaluating.", ""]
+    if best:
+        lines += [f"**best** (trial {best['number']}): reward {best['reward']:.4f}, accuracy {best['accuracy']:.4f}, "
+                  f"{human(best['flops'])} FLOPs (multiply-adds), {best['params']:,} params -> best.yaml", ""]
+    else:
+        lines += ["no trial completed, so there is no best.yaml yet.", ""]
+    if front:
+        lines += ["Pareto front (accuracy vs cost) -> pareto/:", "",
+                  "| trial | accuracy | cost | FLOPs | params | reward |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['number']} | {r['accuracy']:.4f} | {r['cost']:.4g} | {human(r['flops'])} | {r['params']:,} "
+                  f"| {r['reward']:.4f} |" for r in front]
+    text = "\n".join(lines) + "\n"
+    write_atomic(run_dir / "report.md", text)
+    return text
+
+
+def write_all(run_dir: Path, records: list[dict], config) -> dict | None:
+    """Every output of a run; returns the best record (or None)."""
+    write_trials_csv(run_dir, records)
+    best = best_record(records)
+    if best:
+        save(trial_spec(best, f"{run_dir.name}-best"), run_dir / "best.yaml")
+    front = write_pareto(run_dir, records, run_dir.name)
+    plot_pareto(run_dir, records, front, best, config.cost_target(), config.objective)
+    write_report(run_dir, records, best, front, config)
+    return best

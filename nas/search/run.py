@@ -1,0 +1,128 @@
+"""`nas search`: resolve the settings, open (or resume) the run directory, run the backend, write outputs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from ..errors import UserError
+from ..evaluate.data import check_dataset_name
+from ..space import load_space
+from ..spec import write_atomic
+from . import outputs
+from .candidate import Context
+from .config import SearchConfig, parse_pairs, resolve_config
+
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    config: SearchConfig
+    records: list[dict]
+    best: dict | None
+    resumed: bool
+
+
+def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
+    """Settings and run directory. An existing run directory resumes: its stored settings, then the new key=value."""
+    given = parse_pairs(pairs)
+    out = given.get("out")
+    stored = None
+    if out and (Path(out) / CONFIG_FILE).exists():
+        try:
+            stored = yaml.safe_load((Path(out) / CONFIG_FILE).read_text())
+        except yaml.YAMLError:
+            raise UserError(f"out: {out}/{CONFIG_FILE} is not valid YAML; allowed: a run directory made by nas search") from None
+    elif out and Path(out).exists() and any(Path(out).iterdir()):
+        raise UserError(f"out: got {out!r}, a non-empty folder that is not a nas run; allowed: a new folder or a run directory")
+    config, _ = resolve_config(pairs, stored)
+    load_space(config.space)  # a bad space fails before anything is written
+    check_dataset_name(config.dataset)
+    run_dir = Path(config.out) if config.out else Path("runs") / f"{Path(config.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir)}, sort_keys=False))
+    return config, run_dir, stored is not None
+
+
+def build_context(config: SearchConfig, evaluator: Callable | None = None, seen_scores=None) -> Context:
+    space = load_space(config.space)
+    if evaluator is None:
+        from ..evaluate.data import load_dataset
+        from ..evaluate.evaluators import make_evaluator
+        from ..evaluate.train import TrainSettings
+
+        data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=config.resolution)
+        settings = TrainSettings(epochs=config.epochs, batch_size=config.batch_size, optimizer=config.optimizer,
+                                 lr=config.lr, schedule=config.schedule, device=config.device, seed=config.seed)
+        evaluator = make_evaluator(config.evaluator, data, settings, config.top_k, seen_scores)
+    return Context(config, space, evaluator)
+
+
+def _backend(name: str):
+    if name == "ray":
+        from . import ray_backend
+
+        return ray_backend
+    from . import optuna_backend
+
+    return optuna_backend
+
+
+def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bool = True,
+               say: Callable[[str], None] = print) -> SearchResult:
+    """Run (or resume) a search. ``evaluator(spec, report) -> Evaluation`` replaces the configured one."""
+    config, run_dir, resumed = prepare_run(pairs)
+    backend = _backend(config.backend)
+    previous = backend.records(run_dir, config)
+    done_before = sum(r["state"] in ("complete", "pruned", "failed") for r in previous)
+    if resumed:
+        say(f"resuming {run_dir}: {done_before} of {config.trials} trials finished")
+    if config.workers > 1:
+        import os
+
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
+    ctx = build_context(config, evaluator, [r["proxy_score"] for r in previous if r.get("proxy_score") is not None])
+    for r in previous:  # an architecture evaluated before a restart is not trained again
+        if r["state"] == "complete" and r.get("spec_hash") and r.get("accuracy") is not None:
+            ctx.evaluated.setdefault(r["spec_hash"], {"accuracy": r["accuracy"], "seconds": r.get("seconds") or 0})
+    bar = _progress(config.trials, done_before, previous, enabled=progress)
+    try:
+        backend.search(ctx, run_dir, bar.update_with)
+    finally:
+        bar.close()
+        records = backend.records(run_dir, config)
+        best = outputs.write_all(run_dir, records, config)
+    return SearchResult(run_dir, config, records, best, resumed)
+
+
+class _progress:
+    """A tqdm bar of finished trials with the best reward so far."""
+
+    def __init__(self, total: int, done: int, previous: list[dict], enabled: bool):
+        from tqdm.auto import tqdm
+
+        best = outputs.best_record(previous)
+        self.best = best["reward"] if best else None
+        self.bar = tqdm(total=total, initial=min(done, total), desc="trials", unit="trial", disable=not enabled,
+                        dynamic_ncols=True)
+        self._postfix()
+
+    def _postfix(self):
+        self.bar.set_postfix_str("best reward " + (f"{self.best:.4f}" if self.best is not None else "-"))
+
+    def update_with(self, record: dict) -> None:
+        if record["state"] == "complete" and record.get("reward") is not None:
+            self.best = record["reward"] if self.best is None else max(self.best, record["reward"])
+        self.bar.update(1)
+        self._postfix()
+
+    def close(self):
+        self.bar.close()
