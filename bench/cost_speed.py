@@ -70,6 +70,7 @@ def flop_counter_per_second(spec: nas.Spec, n: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(1)
+    nas.build_model(spec).eval()(torch.randn(1, 3, 32, 32))  # warm-up: torch's first call is slow
     start = time.process_time()
     for _ in range(n):
         model = nas.build_model(spec).eval()

@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `nas info ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)
         return 130

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-REWARD_KINDS = ("soft", "piecewise", "hard")
+REWARD_KINDS = ("soft", "piecewise", "hard", "accuracy")
 
 
 def soft_reward(accuracy: float, cost: float, target: float, w: float) -> float:
@@ -36,6 +36,6 @@ def reward(accuracy: float, cost: float, target: float, kind: str = "soft", w: f
         raise ValueError(f"cannot reward accuracy={accuracy!r}, cost={cost!r}")
     if kind == "piecewise":
         return piecewise_reward(accuracy, cost, target, w_below, w_above)
-    if kind == "hard":
+    if kind in ("hard", "accuracy"):  # accuracy: the scaling grid, where every candidate costs about the same
         return accuracy  # the limit itself is enforced before training (within_hard_limit)
     return soft_reward(accuracy, cost, target, w)

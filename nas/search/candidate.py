@@ -14,7 +14,6 @@ from typing import Any, Callable, Protocol
 from .. import reward as reward_fns
 from ..cost import count_cost
 from ..evaluate.evaluators import Rejected
-from ..space import Space, sample
 from ..spec import Spec, dumps, spec_hash
 from .config import SearchConfig
 
@@ -37,8 +36,9 @@ class Context:
     """What every trial of one search shares."""
 
     config: SearchConfig
-    space: Space
+    propose: Callable[[Callable[[str, list], Any]], Spec]   # choose -> spec (a space's sample, a grid point)
     evaluator: Callable
+    grid: dict[str, list] | None = None                      # the full decision grid, for a grid sampler
     measured: dict[tuple[str, str], float] = field(default_factory=dict)   # (spec hash, objective) -> cost
     evaluated: dict[str, dict] = field(default_factory=dict)               # spec hash -> accuracy, seconds
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,13 +65,13 @@ class Context:
 def run_candidate(ctx: Context, io: TrialIO) -> Outcome:
     """Raises Rejected (prune: over the hard limit, screened out) or any error (the trial failed)."""
     config = ctx.config
-    spec = sample(ctx.space, io.choose)
+    spec = ctx.propose(io.choose)
     key = spec_hash(spec)
     analytic = count_cost(spec)
     io.record(spec_hash=key, params=analytic.params, flops=analytic.flops, mac=analytic.mac, spec_yaml=dumps(spec))
     cost = ctx.objective_cost(spec, key, analytic)
     io.record(cost=cost)
-    if config.reward == "hard" or config.max_cost is not None:
+    if config.reward == "hard" or config.max_cost is not None:  # checked before any training
         limit = config.max_cost if config.max_cost is not None else config.cost_target()
         if not reward_fns.within_hard_limit(cost, limit):
             raise Rejected(f"{config.objective} {cost:.4g} is over the hard limit {limit:.4g}")

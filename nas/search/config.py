@@ -21,7 +21,7 @@ OBJECTIVES = ("flops", "params", "mac", "latency", "energy")
 SAMPLERS = ("tpe", "random", "nsga2")
 PRUNERS = ("median", "none")
 BACKENDS = ("optuna", "ray")
-REWARDS = ("soft", "piecewise", "hard")
+REWARDS = ("soft", "piecewise", "hard", "accuracy")
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ PARSERS: dict[str, tuple[Callable, str]] = {
     "target_flops": (_count, "T for objective=flops, FLOPs (multiply-adds): 400M, 1.2G, 4e8"),
     "target": (_optional(_target), "T for other objectives: 20ms, 3M, 0.05"),
     "w": (_float(-10, 10), "the reward's exponent: ACC * (cost/T)^w"),
-    "reward": (_choice(REWARDS), "soft: ACC*(cost/T)^w; piecewise: w_below/w_above; hard: ACC under max_cost"),
+    "reward": (_choice(REWARDS), "soft: ACC*(cost/T)^w; piecewise: w_below/w_above; hard: ACC under max_cost; accuracy: ACC"),
     "w_below": (_float(-10, 10), "piecewise exponent when cost <= T"),
     "w_above": (_float(-10, 10), "piecewise exponent when cost > T"),
     "max_cost": (_optional(_target), "hard limit on the cost, checked before training"),

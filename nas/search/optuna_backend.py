@@ -35,9 +35,11 @@ def multi_objective(config: SearchConfig) -> bool:
     return config.sampler == "nsga2"
 
 
-def make_sampler(config: SearchConfig, finished: int) -> optuna.samplers.BaseSampler:
+def make_sampler(config: SearchConfig, finished: int, grid: dict | None = None) -> optuna.samplers.BaseSampler:
     # A resumed study reseeds with the number of finished trials, so it doesn't replay the same proposals.
     seed = config.seed + 1000 * finished
+    if grid is not None:  # every grid point once; a resumed grid skips the points already run
+        return optuna.samplers.GridSampler(grid, seed=config.seed)
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "nsga2":
@@ -122,7 +124,7 @@ def search(ctx: Context, run_dir: Path, on_trial: Callable[[dict], None]) -> Non
     remaining = config.trials - finished_count(study)
     if remaining <= 0:
         return
-    study.sampler = make_sampler(config, finished_count(study))
+    study.sampler = make_sampler(config, finished_count(study), ctx.grid)
     study.pruner = make_pruner(config)
     multi = multi_objective(config)
 

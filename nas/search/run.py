@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -11,7 +12,7 @@ import yaml
 
 from ..errors import UserError
 from ..evaluate.data import check_dataset_name
-from ..space import load_space
+from ..space import load_space, sample
 from ..spec import write_atomic
 from . import outputs
 from .candidate import Context
@@ -50,18 +51,22 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     return config, run_dir, stored is not None
 
 
+def make_configured_evaluator(config: SearchConfig, seen_scores=None) -> Callable:
+    """The evaluator the settings name (train, zero_cost:NAME, hybrid) on the configured data set."""
+    from ..evaluate.data import load_dataset
+    from ..evaluate.evaluators import make_evaluator
+    from ..evaluate.train import TrainSettings
+
+    data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=config.resolution)
+    settings = TrainSettings(epochs=config.epochs, batch_size=config.batch_size, optimizer=config.optimizer,
+                             lr=config.lr, schedule=config.schedule, device=config.device, seed=config.seed)
+    return make_evaluator(config.evaluator, data, settings, config.top_k, seen_scores)
+
+
 def build_context(config: SearchConfig, evaluator: Callable | None = None, seen_scores=None) -> Context:
     space = load_space(config.space)
-    if evaluator is None:
-        from ..evaluate.data import load_dataset
-        from ..evaluate.evaluators import make_evaluator
-        from ..evaluate.train import TrainSettings
-
-        data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=config.resolution)
-        settings = TrainSettings(epochs=config.epochs, batch_size=config.batch_size, optimizer=config.optimizer,
-                                 lr=config.lr, schedule=config.schedule, device=config.device, seed=config.seed)
-        evaluator = make_evaluator(config.evaluator, data, settings, config.top_k, seen_scores)
-    return Context(config, space, evaluator)
+    evaluator = evaluator or make_configured_evaluator(config, seen_scores)
+    return Context(config, partial(sample, space), evaluator)
 
 
 def _backend(name: str):
@@ -78,6 +83,12 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
                say: Callable[[str], None] = print) -> SearchResult:
     """Run (or resume) a search. ``evaluator(spec, report) -> Evaluation`` replaces the configured one."""
     config, run_dir, resumed = prepare_run(pairs)
+    return run_trials(config, run_dir, resumed, lambda seen: build_context(config, evaluator, seen), progress, say)
+
+
+def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context: Callable[[list], Context],
+               progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
+    """The loop shared by `nas search` and the `nas scale` grid: resume, run the backend, write outputs."""
     backend = _backend(config.backend)
     previous = backend.records(run_dir, config)
     done_before = sum(r["state"] in ("complete", "pruned", "failed") for r in previous)
@@ -89,7 +100,7 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
-    ctx = build_context(config, evaluator, [r["proxy_score"] for r in previous if r.get("proxy_score") is not None])
+    ctx = make_context([r["proxy_score"] for r in previous if r.get("proxy_score") is not None])
     for r in previous:  # an architecture evaluated before a restart is not trained again
         if r["state"] == "complete" and r.get("spec_hash") and r.get("accuracy") is not None:
             ctx.evaluated.setdefault(r["spec_hash"], {"accuracy": r["accuracy"], "seconds": r.get("seconds") or 0})
