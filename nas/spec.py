@@ -515,7 +515,7 @@ def _has_residual(block: Block, cin: int) -> bool:
     return False
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=4096)
 def _resolve_stage(block: Block, repeats: int, width: float, depth: float, divisor: int, cin: int, h: int, w: int,
                    where: str, index: int) -> tuple[tuple[tuple[ResolvedBlock, bool], ...], int, tuple[int, int]]:
     """One stage (or stem layer) on a (cin, h, w) input.

@@ -20,3 +20,32 @@ def tiny_spec_dict():
         ],
         "head": {"channels": 64, "activation": "swish", "dropout": 0.1},
     }
+
+
+TINY_SPACE = """
+name: tiny
+description: A small MBConv space for fast tests (target 2M FLOPs).
+spec:
+  resolution: 32
+  num_classes: 10
+  stem: [{block: conv, out_channels: 16, kernel: 3, stride: 2, activation: swish}]
+  head: {channels: 64, activation: swish}
+per_stage:
+  block: [mbconv, separable]
+  kernel: [3, 5]
+  expansion: [3, 6]
+  channel_scale: [0.75, 1.0, 1.5]
+fixed_per_stage: {activation: swish}
+skeleton:
+  - {out_channels: 16, repeats: 1, stride: 1}
+  - {out_channels: 24, repeats: 2, stride: 2}
+  - {out_channels: 32, repeats: 1, stride: 2}
+"""
+
+
+@pytest.fixture
+def tiny_space(tmp_path):
+    """Path to a small search space YAML whose candidates train in about a second per epoch on digits."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    return path

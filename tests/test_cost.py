@@ -137,12 +137,24 @@ def _measured(spec: nas.Spec) -> tuple[int, int, tuple[int, ...]]:
     return params, counter.get_total_flops() // 2, tuple(out.shape)
 
 
+def _check_shapes(spec: nas.Spec) -> None:
+    """Every block's output has the channels and size that resolve() says it has."""
+    model = nas.build_model(spec).eval()
+    x = image = torch.randn(1, spec.in_channels, spec.resolution, spec.resolution)
+    with torch.inference_mode():
+        for rb, block in zip(spec_mod.resolve(spec).blocks, model.blocks, strict=True):
+            x = block(x, image) if getattr(block, "takes_image", False) else block(x)
+            expected = (1, spec_mod.block_out_channels(rb.block, rb.in_channels)) + rb.out_size
+            assert tuple(x.shape) == expected, f"{rb.block} on {rb.in_channels}x{rb.in_size}"
+
+
 def _check(spec: nas.Spec) -> None:
     cost = nas.count_cost(spec)
     params, flops, shape = _measured(spec)
     assert cost.params == params
     assert cost.flops == flops
     assert shape == (1, spec.num_classes)
+    _check_shapes(spec)
 
 
 @pytest.mark.parametrize("kind", KINDS)

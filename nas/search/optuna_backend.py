@@ -46,9 +46,11 @@ def make_sampler(config: SearchConfig, finished: int, grid: dict | None = None) 
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, config.trials // 3)))
     # multivariate + group: TPE models decisions jointly and copes with conditional ones (expansion only
     # for mbconv); constant_liar keeps parallel workers from proposing the same candidate.
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                      n_startup_trials=max(4, min(10, config.trials // 3)),
-                                      constant_liar=config.workers > 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          n_startup_trials=max(4, min(10, config.trials // 3)),
+                                          constant_liar=config.workers > 1)
 
 
 def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
