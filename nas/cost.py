@@ -92,14 +92,15 @@ def _mbconv(t: Tally, b: MBConv, cin: int, h: int, w: int) -> None:
         t.conv(cin, mid, 1, h, w, activation=b.activation)
     h, w = t.conv(mid, mid, b.kernel, h, w, b.stride, groups=mid, activation=b.activation)
     if b.se_ratio > 0:
-        t.squeeze_excite(mid, se_channels(cin, b.se_ratio))
+        t.squeeze_excite(mid, se_channels(cin, b.se_ratio), b.activation)
     t.conv(mid, b.out_channels, 1, h, w)
 
 
 def _separable(t: Tally, b: Separable, cin: int, h: int, w: int) -> None:
     h, w = t.conv(cin, cin, b.kernel, h, w, b.stride, groups=cin, activation=b.activation)
     if b.se_ratio > 0:
-        t.squeeze_excite(cin, se_channels(cin, b.se_ratio))
+        # PP-LCNet's SE (h-swish blocks) has ReLU inside; otherwise the block's activation (blocks/separable.py)
+        t.squeeze_excite(cin, se_channels(cin, b.se_ratio), "relu" if b.activation == "hswish" else b.activation)
     t.conv(cin, b.out_channels, 1, h, w, activation=b.activation if b.pointwise_activation else "none")
 
 
