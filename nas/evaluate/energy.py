@@ -108,6 +108,14 @@ def measure_energy(run_batch: Callable[[], None], images_per_batch: int, read_wa
     return energy_from_samples(sampler.samples, elapsed, batches * images_per_batch)
 
 
+def energy_available() -> None:
+    """Raise the one-line 'not available here' error unless torch sees an NVIDIA GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise _not_available(f"torch {torch.__version__} sees no CUDA GPU")
+
+
 def _not_available(reason: str) -> UserError:
     return UserError(f"energy: not available here ({reason})")
 

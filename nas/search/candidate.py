@@ -44,19 +44,24 @@ class Context:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def objective_cost(self, spec: Spec, key: str, analytic) -> float:
+        """The reward's cost: an analytic count (flops, params, mac), or a measurement (latency in ms,
+        energy in J/image) of the spec at its own resolution, cached per spec and device."""
         objective = self.config.objective
         if objective in ("flops", "params", "mac"):
             return float(getattr(analytic, objective))
-        cache_key = (key, f"{objective}:{self.config.latency_device}")
+        # NVML reads NVIDIA GPUs only: energy is measured on the GPU whatever latency_device says
+        # (its default, cpu, would otherwise fail every trial).
+        device = "cuda" if objective == "energy" else self.config.latency_device
+        cache_key = (key, f"{objective}:{device}")
         if cache_key not in self.measured:  # measured once per spec and device
             if objective == "latency":
                 from ..evaluate.latency import latency_report
 
-                value = latency_report(spec, self.config.latency_device)["latency_ms"]
+                value = latency_report(spec, device)["latency_ms"]
             else:
                 from ..evaluate.energy import energy_report
 
-                value = energy_report(spec, device=self.config.latency_device)["energy_j_per_image"]
+                value = energy_report(spec, device=device)["energy_j_per_image"]
             with self.lock:
                 self.measured[cache_key] = value
         return self.measured[cache_key]

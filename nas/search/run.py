@@ -45,6 +45,10 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     config, _ = resolve_config(pairs, stored)
     load_space(config.space)  # a bad space fails before anything is written
     check_dataset_name(config.dataset)
+    if config.objective == "energy":
+        from ..evaluate.energy import energy_available
+
+        energy_available()  # one line, exit 2, instead of every trial failing
     run_dir = Path(config.out) if config.out else Path("runs") / f"{Path(config.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir)}, sort_keys=False))
@@ -101,9 +105,12 @@ def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context:
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
     ctx = make_context([r["proxy_score"] for r in previous if r.get("proxy_score") is not None])
-    for r in previous:  # an architecture evaluated before a restart is not trained again
+    measured_on = "cuda" if config.objective == "energy" else config.latency_device
+    for r in previous:  # an architecture evaluated (or timed) before a restart is not trained (or timed) again
         if r["state"] == "complete" and r.get("spec_hash") and r.get("accuracy") is not None:
             ctx.evaluated.setdefault(r["spec_hash"], {"accuracy": r["accuracy"], "seconds": r.get("seconds") or 0})
+        if config.objective in ("latency", "energy") and r.get("spec_hash") and r.get("cost") is not None:
+            ctx.measured.setdefault((r["spec_hash"], f"{config.objective}:{measured_on}"), r["cost"])
     bar = _progress(config.trials, done_before, previous, enabled=progress)
     try:
         backend.search(ctx, run_dir, bar.update_with)
