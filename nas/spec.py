@@ -702,6 +702,10 @@ def loads(text: str, source: str = "spec") -> Spec:
     return from_dict(data, source)
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write the whole file or nothing: a temp file in the same folder, then rename."""
     path = Path(path)
@@ -712,6 +716,7 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

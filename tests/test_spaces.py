@@ -16,7 +16,8 @@ from nas.space import SPACES_DIR, load_space, random_choices, sample, space_name
 from nas.spec import spec_hash, with_overrides
 from nas.units import parse_count
 
-SPACES = ("mnas", "osa", "essp", "lcnet")
+REQUIRED = ("mnas", "osa", "essp", "lcnet")
+SPACES = space_names()  # every space file, so a new one is tested too
 SAMPLES = 100
 NAS = Path(sys.executable).parent / "nas"
 
@@ -38,8 +39,8 @@ def documented_target(space) -> float:
     return parse_count(found.group(1), "target_flops") if found else 400e6
 
 
-def test_every_space_file_is_tested():
-    assert set(SPACES) <= set(space_names())
+def test_the_family_spaces_exist():
+    assert set(REQUIRED) <= set(SPACES)
 
 
 @pytest.mark.parametrize("name", SPACES)
@@ -64,6 +65,22 @@ def test_random_samples_are_valid_and_span_the_target(name):
         f"{name}: {SAMPLES} samples span {min(flops) / 1e6:.0f}M to {max(flops) / 1e6:.0f}M FLOPs, "
         f"not the documented target {target / 1e6:.0f}M")
     assert len(set(flops)) > SAMPLES // 2  # the choices do change the architecture
+
+
+def proxy_resolution(space) -> int:
+    """The proxy-training resolution a space documents ("resolution=32" in its description); else 8, that of
+    the built-in digits data set, the search's default."""
+    found = re.search(r"resolution=(\d+)", space.description)
+    return int(found.group(1)) if found else 8
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_samples_fit_the_proxy_resolution(name):
+    """A search trains candidates at the data set's resolution: no feature map may vanish there."""
+    space = load_space(name)
+    resolution = proxy_resolution(space)
+    for seed in range(20):
+        nas.count_cost(with_overrides(sample(space, random_choices(seed)), resolution=resolution))
 
 
 @pytest.mark.parametrize("name", SPACES)

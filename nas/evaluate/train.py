@@ -114,9 +114,9 @@ def train_and_evaluate(spec: Spec, data: Split, settings: TrainSettings,
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # AdamW by default: a few hundred steps from scratch are too few for SGD to rank candidates reliably.
     if settings.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=True, foreach=True)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=settings.lr, foreach=True)
+        optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=True, fused=True)
+    else:  # fused: one kernel for the whole update instead of a few per parameter
+        optimizer = torch.optim.AdamW(groups, lr=settings.lr, fused=True)
     criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     n = len(train_x)
     steps_per_epoch = max(1, n // settings.batch_size)  # drop the last partial batch: BN needs > 1 sample
