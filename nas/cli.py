@@ -54,6 +54,39 @@ def _export(args) -> int:
     return 0
 
 
+def _scale(args) -> int:
+    from .scale_run import run_scale
+
+    result = run_scale(args.phi, base=args.base, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
+                       preset=args.preset, out=args.out, pairs=args.pairs, progress=not args.quiet)
+    print(result.report())
+    for warning in result.warnings:
+        print(f"nas: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _add_scale_parser(sub) -> None:
+    scale = sub.add_parser(
+        "scale", help="compound-scale a base spec into a family (EfficientNet's phi)",
+        description="nas scale --phi 1..7 [--base SPEC|RUN_DIR] [--alpha A --beta B --gamma G | "
+                    "--preset efficientnet] [--out DIR] [key=value ...]; keys: step (default 0.05), tolerance (0.1), max_candidates (8) "
+                    "of the grid, and the search's evaluation keys (epochs, dataset, resolution, evaluator, seed, "
+                    "...), which a run directory's base inherits from that run")
+    # Values are kept as text and checked by nas.scale, so every mistake reads the same way.
+    scale.add_argument("--phi", required=True, help="compound coefficients: a range 1..7, a list 1,3,5 or one value")
+    scale.add_argument("--base", help="a zoo name, a YAML spec or a run directory (default: the newest run's "
+                                      "best.yaml)")
+    scale.add_argument("--alpha", help="depth coefficient (>= 1); with --beta and --gamma, skips the grid search")
+    scale.add_argument("--beta", help="width coefficient (>= 1)")
+    scale.add_argument("--gamma", help="resolution coefficient (>= 1)")
+    scale.add_argument("--preset", help="efficientnet: the official B1-B7 width, depth and resolution")
+    scale.add_argument("--out", help="folder for the family and the grid (default runs/<base>-scale-<time>); "
+                                     "an earlier one resumes its grid")
+    scale.add_argument("--quiet", action="store_true", help="no progress bar")
+    scale.add_argument("pairs", nargs="*", metavar="key=value")
+    scale.set_defaults(run=_scale)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit status 2, like every other user error
         raise UserError(f"{self.prog}: {message}")
@@ -85,6 +118,7 @@ def make_parser() -> argparse.ArgumentParser:
     which.add_argument("--pareto", action="store_true", help="every spec on the Pareto front")
     export.add_argument("-o", "--output", default=".", help="folder to write to")
     export.set_defaults(run=_export)
+    _add_scale_parser(sub)
     return parser
 
 

@@ -14,7 +14,8 @@ FLOPs grow roughly as depth * width**2 * resolution**2, so each step of phi roug
 Rounding: channel counts are rounded by :func:`nas.spec.resolve` (EfficientNet's round_filters: multiples
 of 8, never below 90 %), repeats are rounded up per stage there too (round_repeats), the stem scales with
 the width multiplier and the head does when its ``scale_channels`` flag says so. This module only sets the
-multipliers and the resolution. The resolution rule is ours, see :func:`round_resolution`.
+multipliers and the resolution. The resolution rule is ours, see :func:`round_resolution` and
+:func:`default_resolution_divisor`.
 
 The official B1..B7 were not produced by this formula: their (width, depth, resolution) were rounded by
 hand (B7's depth is 3.1, while 1.2**7 = 3.58). :data:`EFFICIENTNET_PRESET` and :func:`apply_preset`
@@ -39,8 +40,10 @@ from .errors import UserError
 from .spec import Spec, resolve, save, write_atomic
 from .units import human
 
-#: Resolutions of a compound-scaled spec are rounded to the nearest multiple of this.
+#: Resolutions of a compound-scaled spec are rounded to the nearest multiple of this...
 RESOLUTION_DIVISOR = 8
+#: ...when the base has at least this many pixels; smaller (proxy-sized) bases round to whole pixels.
+SMALL_BASE_RESOLUTION = 100
 #: The largest phi ``parse_phi`` accepts. With alpha = 1.2, phi = 16 already asks for depth x18.5.
 MAX_PHI = 16
 #: Multipliers are stored to this many decimals, so the YAML reads 1.21 rather than 1.2100000000000002
@@ -151,13 +154,22 @@ def round_resolution(side: float, divisor: int = RESOLUTION_DIVISOR) -> int:
 
     Our rule, documented because EfficientNet's published resolutions (240, 260, 300, 380, 456, 528, 600)
     were picked by hand: a multiple of 8 keeps every stride-2 stage of a 224-pixel network on whole
-    pixels for three halvings and is within 4 pixels (under 2 % at 224) of the exact value. On a very
-    small base the resolution may stay put at phi = 1 (32 * 1.1 = 35.2 rounds to 32); the family's
-    drift column shows it. Pass ``divisor=1`` for plain rounding.
+    pixels for three halvings and is within 4 pixels (under 2 % at 224) of the exact value.
+    :func:`default_resolution_divisor` picks 1 (plain rounding) for small bases instead.
     """
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
         raise UserError(f"resolution divisor: got {divisor!r}; allowed: a positive integer such as 8")
     return max(divisor, int(math.floor(side / divisor + 0.5)) * divisor)
+
+
+def default_resolution_divisor(base_resolution: int) -> int:
+    """:data:`RESOLUTION_DIVISOR` for a base of :data:`SMALL_BASE_RESOLUTION` pixels or more, else 1.
+
+    From 100 pixels up, a multiple of 8 is within 4 % of the exact side. Below, 8 pixels is a coarse step:
+    a 16-pixel base would stay at 16 for every gamma^phi under 1.25 and then jump to 24 (x1.5), so small
+    bases, such as proxy-sized ones on the 8x8 digits, round to whole pixels.
+    """
+    return RESOLUTION_DIVISOR if base_resolution >= SMALL_BASE_RESOLUTION else 1
 
 
 def _multiplier(value: float) -> float:
@@ -171,14 +183,17 @@ def _checked(spec: Spec) -> Spec:
 
 
 def scale_spec(base: Spec, alpha: float, beta: float, gamma: float, phi: int,
-               resolution_divisor: int = RESOLUTION_DIVISOR) -> Spec:
+               resolution_divisor: int | None = None) -> Spec:
     """``base`` compound-scaled: depth x alpha**phi, width x beta**phi, resolution x gamma**phi.
 
-    The multipliers compose with the base's own. The head's dropout and the drop-path rate are kept
-    (EfficientNet raises dropout with size by hand; :func:`apply_preset` does that). Named ``<base>-phi<k>``.
+    The multipliers compose with the base's own; the resolution is rounded to a multiple of
+    ``resolution_divisor`` (default: :func:`default_resolution_divisor` of the base's). The head's dropout
+    and the drop-path rate are kept (EfficientNet raises dropout with size by hand; :func:`apply_preset`
+    does that). Named ``<base>-phi<k>``.
     """
     alpha, beta, gamma = check_coefficients(alpha, beta, gamma)
     phi = _check_phi(phi)
+    resolution_divisor = resolution_divisor or default_resolution_divisor(base.resolution)
     depth = _multiplier(base.depth_multiplier * alpha ** phi)
     width = _multiplier(base.width_multiplier * beta ** phi)
     resolution = round_resolution(base.resolution * gamma ** phi, resolution_divisor)
@@ -205,9 +220,10 @@ def scale_depth(base: Spec, multiplier: float) -> Spec:
                             depth_multiplier=_multiplier(base.depth_multiplier * multiplier)))
 
 
-def scale_resolution(base: Spec, multiplier: float, resolution_divisor: int = RESOLUTION_DIVISOR) -> Spec:
-    """Resolution only (MobileNet's resolution multiplier rho), rounded by :func:`round_resolution`."""
+def scale_resolution(base: Spec, multiplier: float, resolution_divisor: int | None = None) -> Spec:
+    """Resolution only (MobileNet's resolution multiplier rho), rounded as in :func:`scale_spec`."""
     multiplier = _check_multiplier("resolution multiplier", multiplier)
+    resolution_divisor = resolution_divisor or default_resolution_divisor(base.resolution)
     resolution = round_resolution(base.resolution * multiplier, resolution_divisor)
     notes = f"{base.name} with resolution x{multiplier:g} only ({base.resolution} -> {resolution})."
     return _checked(replace(base, name=f"{base.name}-r{multiplier:g}", resolution=resolution, notes=notes))
@@ -329,7 +345,7 @@ class FamilyRow:
         return self.spec.name
 
 
-def family(base: Spec, alpha: float, beta: float, gamma: float, phis, resolution_divisor: int = RESOLUTION_DIVISOR
+def family(base: Spec, alpha: float, beta: float, gamma: float, phis, resolution_divisor: int | None = None
            ) -> list[FamilyRow]:
     """Scale ``base`` for each phi in ``phis`` and cost every member (analytically; no torch).
 
@@ -340,17 +356,31 @@ def family(base: Spec, alpha: float, beta: float, gamma: float, phis, resolution
     alpha, beta, gamma = check_coefficients(alpha, beta, gamma)
     base_flops = count_cost(base).flops
     step = constraint_product(alpha, beta, gamma)
+    return [_family_row(phi, scale_spec(base, alpha, beta, gamma, phi, resolution_divisor), base_flops, step ** phi)
+            for phi in phis]
+
+
+def preset_family(base: Spec, phis) -> list[FamilyRow]:
+    """``base`` scaled with EfficientNet-B<phi>'s official coefficients for each phi (:func:`apply_preset`).
+
+    The preset has no alpha, beta, gamma; its ideal FLOPs growth is depth * width^2 * resolution^2 of
+    the preset's own multipliers, so the drift shows rounding alone.
+    """
+    base_flops = count_cost(base).flops
     rows = []
     for phi in phis:
-        spec = scale_spec(base, alpha, beta, gamma, phi, resolution_divisor)
-        cost = count_cost(spec)
-        ratio = cost.flops / base_flops
-        expected = step ** phi
-        rows.append(FamilyRow(phi=phi, spec=spec, depth_multiplier=spec.depth_multiplier,
-                              width_multiplier=spec.width_multiplier, resolution=spec.resolution,
-                              params=cost.params, flops=cost.flops, flops_ratio=ratio,
-                              expected_ratio=expected, drift=ratio / expected - 1))
+        spec = apply_preset(base, phi)  # raises for a phi outside 0..7
+        width, depth, side, _ = EFFICIENTNET_PRESET[phi]
+        rows.append(_family_row(phi, spec, base_flops, depth * width ** 2 * (side / PRESET_BASE_RESOLUTION) ** 2))
     return rows
+
+
+def _family_row(phi: int, spec: Spec, base_flops: int, expected: float) -> FamilyRow:
+    cost = count_cost(spec)
+    ratio = cost.flops / base_flops
+    return FamilyRow(phi=phi, spec=spec, depth_multiplier=spec.depth_multiplier, width_multiplier=spec.width_multiplier,
+                     resolution=spec.resolution, params=cost.params, flops=cost.flops, flops_ratio=ratio,
+                     expected_ratio=expected, drift=ratio / expected - 1)
 
 
 def drift_warnings(rows: list[FamilyRow], limit: float = 0.10) -> list[FamilyRow]:
@@ -364,15 +394,18 @@ def drift_message(row: FamilyRow) -> str:
             f"({row.drift:+.0%}); rounding of channels, repeats or resolution, or layers that do not scale")
 
 
-_TABLE_HEADERS = ("phi", "depth", "width", "resolution", "params", "FLOPs (multiply-adds)", "FLOPs/base")
+_TABLE_HEADERS = ("phi", "depth", "width", "resolution", "params", "FLOPs (multiply-adds)", "FLOPs/base", "ideal",
+                  "drift")
 
 
 def format_family_table(rows: list[FamilyRow]) -> str:
-    """A plain-text table: phi, depth and width multipliers, resolution, params, FLOPs (multiply-adds), FLOPs/base."""
+    """A plain-text table: phi, depth and width multipliers, resolution, params, FLOPs (multiply-adds),
+    FLOPs/base, the ideal FLOPs/base and the drift between the two."""
     lines = [_TABLE_HEADERS]
     for row in rows:
         lines.append((str(row.phi), f"{row.depth_multiplier:.3g}", f"{row.width_multiplier:.3g}", str(row.resolution),
-                      human(row.params), human(row.flops), f"{row.flops_ratio:.2f}"))
+                      human(row.params), human(row.flops), f"{row.flops_ratio:.2f}", f"{row.expected_ratio:.2f}",
+                      f"{row.drift:+.1%}"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(_TABLE_HEADERS))]
     return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in lines)
 
@@ -540,8 +573,9 @@ def _save_figure(figure, path) -> Path:
 
 
 __all__ = [
-    "EFFICIENTNET_COEFFICIENTS", "EFFICIENTNET_PRESET", "FamilyRow", "MAX_PHI", "RESOLUTION_DIVISOR", "apply_preset",
-    "best_result", "check_coefficients", "constraint_product", "drift_message", "drift_warnings", "family",
-    "format_family_table", "grid_candidates", "parse_phi", "plot_family", "plot_grid", "round_resolution",
-    "scale_depth", "scale_resolution", "scale_spec", "scale_width", "spread", "write_family", "write_grid",
+    "EFFICIENTNET_COEFFICIENTS", "EFFICIENTNET_PRESET", "FamilyRow", "MAX_PHI", "RESOLUTION_DIVISOR",
+    "SMALL_BASE_RESOLUTION", "apply_preset", "best_result", "check_coefficients", "constraint_product",
+    "default_resolution_divisor", "drift_message", "drift_warnings", "family", "format_family_table",
+    "grid_candidates", "parse_phi", "plot_family", "plot_grid", "preset_family", "round_resolution", "scale_depth",
+    "scale_resolution", "scale_spec", "scale_width", "spread", "write_family", "write_grid",
 ]

@@ -19,6 +19,7 @@ from torch import nn
 from ..build import build_model
 from ..spec import Spec
 from .data import Split
+from .fast_convs import fast_convs
 
 SCHEDULES = ("cosine", "cyclic")
 OPTIMIZERS = ("adamw", "sgd")
@@ -38,7 +39,11 @@ class TrainSettings:
     lr_min_ratio: float = 0.2     # cyclic: the learning rate falls to lr * lr_min_ratio within each cycle
     device: str = "auto"
     seed: int = 0
-    threads: int = 0              # torch CPU threads; 0 keeps torch's default
+    # torch CPU threads. Small-image training is bound by per-op dispatch, not arithmetic: a second thread
+    # gains little and, on a busy machine, makes every op wait for both (measured 10-20x slower). Run
+    # parallel trials (workers=, backend=ray) instead. 0 keeps torch's default.
+    threads: int = 1
+    rewrite_convs: bool = True    # CPU: crop dead kernel taps, 1x1 convs as matrix products (exact)
 
 
 def pick_device(name: str) -> torch.device:
@@ -96,13 +101,15 @@ def train_and_evaluate(spec: Spec, data: Split, settings: TrainSettings,
 
     ``report(epoch, accuracy)`` is called after each epoch; it may raise to stop early (pruning).
     """
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     device = pick_device(settings.device)
+    if settings.threads and device.type == "cpu":
+        torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     model = build_model(proxy_spec(spec, data)).to(device=device, memory_format=torch.channels_last)
     fmt = torch.channels_last
     train_x = data.train_x.to(device).contiguous(memory_format=fmt)
+    if device.type == "cpu" and settings.rewrite_convs:
+        fast_convs(model, train_x)  # exact rewrites of convs that small maps make wasteful (fast_convs.py)
     train_y = data.train_y.to(device)
     test_x = data.test_x.to(device).contiguous(memory_format=fmt)
     test_y = data.test_y.to(device)

@@ -63,7 +63,8 @@ def make_configured_evaluator(config: SearchConfig, seen_scores=None) -> Callabl
 
     data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=config.resolution)
     settings = TrainSettings(epochs=config.epochs, batch_size=config.batch_size, optimizer=config.optimizer,
-                             lr=config.lr, schedule=config.schedule, device=config.device, seed=config.seed)
+                             lr=config.lr, schedule=config.schedule, device=config.device, seed=config.seed,
+                             threads=max(1, int(config.cpus_per_trial)) if config.backend == "ray" else 1)
     return make_evaluator(config.evaluator, data, settings, config.top_k, seen_scores)
 
 
@@ -98,12 +99,6 @@ def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context:
     done_before = sum(r["state"] in ("complete", "pruned", "failed") for r in previous)
     if resumed:
         say(f"resuming {run_dir}: {done_before} of {config.trials} trials finished")
-    if config.workers > 1:
-        import os
-
-        import torch
-
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
     ctx = make_context([r["proxy_score"] for r in previous if r.get("proxy_score") is not None])
     measured_on = "cuda" if config.objective == "energy" else config.latency_device
     for r in previous:  # an architecture evaluated (or timed) before a restart is not trained (or timed) again

@@ -1,0 +1,422 @@
+"""`nas scale`: grow a base spec into a compound-scaled family (EfficientNet, Tan & Le 2019).
+
+Three ways to get alpha (depth), beta (width) and gamma (resolution):
+
+- the grid (default): every (alpha, beta, gamma) >= 1 on a grid with alpha*beta^2*gamma^2 within a
+  tolerance of 2 is a candidate; each candidate's phi = 1 model is evaluated by the search's evaluator
+  and the most accurate wins. The candidates are trials of the search backend (Optuna's GridSampler
+  visits each once), so the grid lives in ``OUT/grid/`` like a search run and a killed grid resumes;
+- given coefficients (``--alpha --beta --gamma``): no grid;
+- ``--preset efficientnet``: the official B1-B7 table instead of a formula.
+
+Then every phi asked for is scaled, costed and written to OUT: ``<base>-phi<k>.yaml`` (the preset
+names them ``<family>-b<k>``), family.csv, family.png, and for the grid grid.csv and grid.png.
+
+The proxy evaluators train every spec at the data set's resolution, whatever the spec says, so a
+grid run naively would not see gamma at all. :class:`ScaledResolutionEvaluator` trains each candidate
+at the proxy resolution times the candidate's own resolution growth instead (digits' 8 pixels x 1.15
+-> 9 pixels, upsampled); the base's proxy resolution is ``resolution=`` or the data set's own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from . import scale
+from .cost import Cost, count_cost
+from .errors import UserError
+from .spec import Spec, load, resolve, save, spec_hash, write_atomic
+from .units import human
+from .zoo import load_spec, zoo_names
+
+#: The grid's defaults: 0.05 steps from 1 to 1.3, alpha*beta^2*gamma^2 within 2 +- 0.1 (53 points, the
+#: paper's 1.2, 1.1, 1.15 among them), of which max_candidates are evaluated, evenly spread.
+DEFAULT_STEP = 0.05
+DEFAULT_TOLERANCE = 0.1
+DEFAULT_MAX_CANDIDATES = 8
+TARGET_PRODUCT = 2.0
+DRIFT_LIMIT = 0.10
+PRESETS = ("efficientnet",)
+
+GRID_DIR = "grid"            # OUT/grid/: the grid's search run (config.yaml, study.journal, trials.csv, ...)
+GRID_FILE = "grid.yaml"      # OUT/grid/grid.yaml: the base and the candidates, so a resume runs the same grid
+BASE_FILE = "base.yaml"      # OUT/grid/base.yaml: the base spec the grid scaled
+CONFIG_FILE = "config.yaml"  # the search's settings file, in a search run and in OUT/grid/
+RUNS_DIR = Path("runs")
+
+#: The settings that make an evaluation what it is; a base taken from a search run inherits them from
+#: the run's config.yaml, so the grid's candidates are measured the way the search measured the base.
+EVALUATION_KEYS = ("evaluator", "dataset", "data_dir", "resolution", "epochs", "batch_size", "lr", "optimizer",
+                   "schedule", "seed", "top_k", "device")
+#: How the grid runs (not inherited: a machine's business).
+EXECUTION_KEYS = ("pruner", "workers", "backend", "ray_address", "cpus_per_trial", "gpus_per_trial", "concurrent")
+GRID_KEYS = ("step", "tolerance", "max_candidates")
+#: The grid's own defaults for search settings: every candidate trains to the end, so all accuracies compare.
+GRID_SETTINGS = {"pruner": "none"}
+
+
+@dataclass
+class ScaleResult:
+    """What `nas scale` did; :meth:`report` is what the command prints."""
+
+    out_dir: Path
+    base: Spec
+    base_source: str
+    base_cost: Cost
+    method: str                                    # "grid", "given" or "preset"
+    coefficients: tuple[float, float, float] | None  # None for the preset
+    rows: list[scale.FamilyRow]
+    grid: list[dict] = field(default_factory=list)  # one dict per candidate (see grid_results)
+    winner: dict | None = None
+    grid_note: str = ""                             # how the grid evaluated its candidates
+    grid_seconds: float = 0.0
+    resumed: bool = False
+    warnings: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+    def report(self) -> str:
+        b = self.base_cost
+        lines = [f"base: {self.base.name} ({self.base_source}): {b.params:,} params, {human(b.flops)} FLOPs "
+                 f"(multiply-adds), resolution {self.base.resolution}"]
+        if self.method == "grid":
+            done = sum(r["state"] == "complete" for r in self.grid)
+            lines.append(f"grid: {len(self.grid)} candidates with alpha*beta^2*gamma^2 ~ {TARGET_PRODUCT:g}, "
+                         f"{done} evaluated at phi = 1 by {self.grid_note}; {self.grid_seconds:.0f} s this time "
+                         f"-> {self.out_dir / 'grid.csv'}")
+            w = self.winner
+            lines.append(f"most accurate: alpha={w['alpha']:g} beta={w['beta']:g} gamma={w['gamma']:g}, accuracy "
+                         f"{w['accuracy']:.4f}, FLOPs x{w['flops_ratio']:.2f} the base")
+        if self.coefficients:
+            a, b_, g = self.coefficients
+            lines.append(f"coefficients ({self.method}): alpha={a:g} beta={b_:g} gamma={g:g}, "
+                         f"alpha*beta^2*gamma^2 = {scale.constraint_product(a, b_, g):.3f}")
+        else:
+            lines.append("coefficients: the efficientnet preset (EfficientNet-B1..B7's published width, depth, "
+                         "resolution and dropout)")
+        lines += ["", scale.format_family_table(self.rows), "",
+                  "ideal = the FLOPs growth the coefficients promise; drift = FLOPs/base against it, from rounding.",
+                  f"wrote {len(self.written)} files to {self.out_dir}"]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The one entry point
+# --------------------------------------------------------------------------------------------
+
+def run_scale(phi, base: str | None = None, alpha=None, beta=None, gamma=None, preset: str | None = None,
+              out: str | None = None, pairs: list[str] = (), evaluator: Callable | None = None,
+              progress: bool = True, say: Callable[[str], None] = print, runs_dir: Path = RUNS_DIR) -> ScaleResult:
+    """`nas scale`: find or take the coefficients, scale ``base`` for every phi, write the family to ``out``.
+
+    ``phi``: "1..7", "1,3,5" or "4". ``base``: a zoo name, a YAML spec or a run directory (default: the
+    newest run under ``runs_dir`` with a best.yaml). ``pairs``: key=value settings of the grid (step,
+    tolerance, max_candidates) and of its evaluation (epochs, dataset, resolution, ...).
+    ``evaluator(spec, report) -> Evaluation`` replaces the configured one (tests).
+    """
+    phis = scale.parse_phi(phi)
+    grid_settings, search_pairs = split_pairs(pairs)
+    method = _method(alpha, beta, gamma, preset)
+    if method != "grid" and (grid_settings or search_pairs):
+        given = ", ".join(list(grid_settings) + [p.split("=", 1)[0] for p in search_pairs])
+        raise UserError(f"{given}: settings of the grid, which {method} coefficients skip; "
+                        "allowed: no key=value with --alpha/--beta/--gamma or --preset")
+    out_dir = _out_dir(out)
+    stored_grid = _stored_grid(out_dir) if out_dir else None
+    base_spec, base_source, inherited = _load_base(base, stored_grid, out_dir, runs_dir)
+    out_dir = out_dir or runs_dir / f"{base_spec.name}-scale-{time.strftime('%Y%m%d-%H%M%S')}"
+    if method == "preset" and max(phis) > max(scale.EFFICIENTNET_PRESET):
+        raise UserError(f"phi: got {phi!r}; allowed with --preset efficientnet: 1 to {max(scale.EFFICIENTNET_PRESET)}")
+
+    result = ScaleResult(out_dir, base_spec, base_source, count_cost(base_spec), method, None, [])
+    if method == "grid":
+        run_grid(result, grid_settings, search_pairs, inherited, stored_grid, evaluator, progress, say)
+        result.coefficients = (result.winner["alpha"], result.winner["beta"], result.winner["gamma"])
+    elif method == "given":
+        result.coefficients = scale.check_coefficients(alpha, beta, gamma)
+
+    if result.coefficients:
+        result.rows = scale.family(base_spec, *result.coefficients, phis)
+    else:
+        result.rows = scale.preset_family(base_spec, phis)
+    result.written += scale.write_family(result.rows, out_dir, base_spec.name)
+    result.warnings = [scale.drift_message(row) for row in scale.drift_warnings(result.rows, DRIFT_LIMIT)]
+    return result
+
+
+def _method(alpha, beta, gamma, preset) -> str:
+    given = [v is not None for v in (alpha, beta, gamma)]
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UserError(f"--preset: got {preset!r}; allowed: " + ", ".join(PRESETS))
+        if any(given):
+            raise UserError("--preset: got it with --alpha/--beta/--gamma; allowed: one or the other")
+        return "preset"
+    if all(given):
+        scale.check_coefficients(alpha, beta, gamma)
+        return "given"
+    if any(given):
+        missing = [n for n, g in zip(("--alpha", "--beta", "--gamma"), given) if not g]
+        raise UserError(f"{', '.join(missing)}: missing; allowed: all three of --alpha, --beta, --gamma, or none "
+                        "(then a grid search finds them)")
+    return "grid"
+
+
+def split_pairs(pairs) -> tuple[dict, list[str]]:
+    """key=value pairs -> (grid settings parsed, the search settings left as key=value). Unknown keys fail."""
+    from .search.config import parse_pairs
+
+    grid, search = {}, []
+    allowed = GRID_KEYS + EVALUATION_KEYS + EXECUTION_KEYS
+    for key, value in parse_pairs(list(pairs)).items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"unknown key {key!r} for nas scale{hint}; allowed: " + ", ".join(allowed))
+        if key in GRID_KEYS:
+            grid[key] = _grid_value(key, value)
+        else:
+            search.append(f"{key}={value}")
+    return grid, search
+
+
+def _grid_value(key: str, value: str):
+    try:
+        return int(value) if key == "max_candidates" else float(value)
+    except ValueError:
+        allowed = "a positive integer" if key == "max_candidates" else "a number such as 0.05"
+        raise UserError(f"{key}: got {value!r}; allowed: {allowed}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# The base and the out directory
+# --------------------------------------------------------------------------------------------
+
+def latest_run(runs_dir: Path = RUNS_DIR) -> Path:
+    """The run directory under ``runs_dir`` whose best.yaml was written last."""
+    bests = sorted(runs_dir.glob("*/best.yaml"), key=lambda p: p.stat().st_mtime) if runs_dir.is_dir() else []
+    if not bests:
+        raise UserError(f"--base: not given, and no run under {runs_dir}/ has a best.yaml; allowed: a zoo name "
+                        "(efficientnet-b0), a YAML spec, or a run directory (run nas search first)")
+    return bests[-1].parent
+
+
+def _load_base(text: str | None, stored_grid: dict | None, out_dir: Path, runs_dir: Path
+               ) -> tuple[Spec, str, dict]:
+    """The base spec, where it came from, and the evaluation settings of the search run it came from."""
+    if text is None and stored_grid is not None:  # a resumed grid keeps its base
+        spec = load(out_dir / GRID_DIR / BASE_FILE)
+        return spec, stored_grid["base_source"], {}
+    if text is None:
+        text = str(latest_run(runs_dir))
+    path = Path(text)
+    if text not in zoo_names() and not path.exists():
+        raise UserError(f"--base: got {text!r}, which does not exist; allowed: a zoo name (efficientnet-b0), a YAML "
+                        "spec or a run directory with best.yaml")
+    if path.is_dir() and not (path / "best.yaml").exists():
+        raise UserError(f"--base: {text} has no best.yaml (no trial completed yet?); allowed: a zoo name, a YAML "
+                        "spec or a run directory with best.yaml")
+    spec = load_spec(text)
+    if stored_grid is not None and spec_hash(spec) != stored_grid["base_hash"]:
+        raise UserError(f"--base: got {text!r}, but {out_dir} holds a grid of another base "
+                        f"({stored_grid['base_source']}); allowed: the same base, or a new --out")
+    run_dir = path if path.is_dir() else path.parent
+    inherited = {}
+    if path.exists() and (run_dir / CONFIG_FILE).exists() and (run_dir / "best.yaml").exists():
+        stored = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
+        inherited = {k: v for k, v in stored.items() if k in EVALUATION_KEYS and v is not None}
+    return spec, text, inherited
+
+
+def _out_dir(out: str | None) -> Path | None:
+    """The --out folder, checked; None when not given (then runs/<base>-scale-<time>)."""
+    if out is None:
+        return None
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out: got {out!r}, a file; allowed: a folder (new, or one nas scale wrote before)")
+    if path.is_dir() and any(path.iterdir()) and not ((path / "family.csv").exists() or (path / GRID_DIR).is_dir()):
+        raise UserError(f"--out: got {out!r}, a non-empty folder that nas scale did not write; allowed: a new folder "
+                        "or an earlier nas scale --out")
+    return path
+
+
+def _stored_grid(out_dir: Path) -> dict | None:
+    path = out_dir / GRID_DIR / GRID_FILE
+    if not path.exists():
+        return None
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise UserError(f"--out: {path} is not valid YAML; allowed: a folder written by nas scale") from None
+
+
+# --------------------------------------------------------------------------------------------
+# The grid
+# --------------------------------------------------------------------------------------------
+
+def coefficient_label(alpha: float, beta: float, gamma: float) -> str:
+    """The grid decision's value: '1.2/1.1/1.15' (a string, so every backend stores it as it is)."""
+    return f"{alpha:g}/{beta:g}/{gamma:g}"
+
+
+def grid_config(search_pairs: list[str], stored: dict | None, trials: int, base: Spec, grid_dir: Path):
+    """The search settings of the grid: the defaults < the base run's evaluation settings (or the stored
+    grid's, on a resume) < key=value; then what the grid fixes: one trial per candidate, accuracy alone."""
+    from .evaluate.data import check_dataset_name
+    from .search.config import resolve_config
+
+    config, _ = resolve_config(search_pairs, stored)
+    check_dataset_name(config.dataset)
+    return replace(config, space=f"compound-scaling grid of {base.name}", reward="accuracy", objective="flops",
+                   trials=trials, out=str(grid_dir))
+
+
+def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inherited: dict, stored_grid: dict | None,
+             evaluator: Callable | None, progress: bool, say: Callable[[str], None]) -> None:
+    """Evaluate the grid's candidates at phi = 1 (resuming OUT/grid/), write grid.csv/png, pick the winner."""
+    from .search.candidate import Context
+    from .search.run import run_trials
+
+    grid_dir = result.out_dir / GRID_DIR
+    base = result.base
+    settings = {**(stored_grid or {}).get("settings", {}), **settings}
+    step = settings.get("step", DEFAULT_STEP)
+    tolerance = settings.get("tolerance", DEFAULT_TOLERANCE)
+    max_candidates = settings.get("max_candidates", DEFAULT_MAX_CANDIDATES)
+    candidates = scale.grid_candidates(step, TARGET_PRODUCT, tolerance, max_candidates=max_candidates)
+    labels = {coefficient_label(*c): c for c in candidates}
+    if stored_grid is not None and list(labels) != stored_grid["candidates"]:
+        raise UserError(f"step/tolerance/max_candidates: give candidates other than the grid stored in {grid_dir}; "
+                        "allowed: the same settings (or none) to resume it, or a new --out")
+
+    stored_config = None
+    if (grid_dir / CONFIG_FILE).exists():
+        stored_config = yaml.safe_load((grid_dir / CONFIG_FILE).read_text())
+    config = grid_config(search_pairs, stored_config or {**GRID_SETTINGS, **inherited}, len(candidates), base,
+                         grid_dir)
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    if stored_grid is None:
+        save(base, grid_dir / BASE_FILE)
+        write_atomic(grid_dir / GRID_FILE, yaml.safe_dump(
+            {"base_source": result.base_source, "base_hash": spec_hash(base),
+             "settings": {"step": step, "tolerance": tolerance, "max_candidates": max_candidates},
+             "candidates": list(labels)}, sort_keys=False))
+    write_atomic(grid_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    def propose(choose) -> Spec:
+        return scale.scale_spec(base, *labels[choose("coefficients", list(labels))], 1)
+
+    def make_context(seen_scores) -> Context:
+        chosen = evaluator or ScaledResolutionEvaluator(config, base.resolution, seen_scores)
+        return Context(config, propose, chosen, grid={"coefficients": list(labels)})
+
+    say(f"grid: {len(labels)} candidates (of {len(scale.grid_candidates(step, TARGET_PRODUCT, tolerance))} with "
+        f"|alpha*beta^2*gamma^2 - {TARGET_PRODUCT:g}| <= {tolerance:g}, step {step:g}), each evaluated at phi = 1 "
+        f"-> {grid_dir}")
+    start = time.perf_counter()
+    search = run_trials(config, grid_dir, stored_grid is not None, make_context, progress, say)
+    result.grid_seconds = time.perf_counter() - start
+    result.resumed = search.resumed
+    result.grid = grid_results(search.records, labels, result.base_cost.flops)
+    result.grid_note = "a given evaluator" if evaluator else describe_evaluation(config)
+    result.written += scale.write_grid(result.grid, result.out_dir)
+    result.winner = scale.best_result(result.grid)
+    if result.winner is None:
+        raise UserError(f"grid: none of the {len(labels)} candidates completed, so there are no coefficients; "
+                        f"see the notes in {grid_dir / 'trials.csv'}")
+
+
+def describe_evaluation(config) -> str:
+    """'train on digits, 4 epochs, seed 0'."""
+    epochs = "" if config.evaluator.startswith("zero_cost") else f", {config.epochs} epochs"
+    return f"{config.evaluator} on {config.dataset}{epochs}, seed {config.seed}"
+
+
+def grid_results(records: list[dict], labels: dict, base_flops: int) -> list[dict]:
+    """One dict per candidate, in the grid's order: alpha, beta, gamma, flops, flops_ratio, accuracy, state,
+    seconds, trial. A candidate run twice (a kill's interrupted try, then the retry) keeps its finished try."""
+    rank = {"complete": 0, "pruned": 1, "failed": 2}
+    chosen: dict[str, dict] = {}
+    for r in records:
+        label = r.get("decisions", {}).get("coefficients")
+        if label not in labels or r["state"] not in rank:
+            continue  # interrupted, running or waiting: not a result
+        if label not in chosen or rank[r["state"]] < rank[chosen[label]["state"]]:
+            chosen[label] = r
+    results = []
+    for label, (alpha, beta, gamma) in labels.items():
+        r = chosen.get(label)
+        if r is None:
+            results.append({"alpha": alpha, "beta": beta, "gamma": gamma, "flops": None, "flops_ratio": None,
+                            "accuracy": None, "state": "not run", "seconds": None, "trial": None})
+            continue
+        flops = r.get("flops")
+        results.append({"alpha": alpha, "beta": beta, "gamma": gamma, "flops": flops,
+                        "flops_ratio": round(flops / base_flops, 4) if flops else None,
+                        "accuracy": r.get("accuracy") if r["state"] == "complete" else None,
+                        "state": r["state"], "seconds": r.get("seconds"), "trial": r["number"]})
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# The proxy at the candidate's resolution
+# --------------------------------------------------------------------------------------------
+
+def native_resolution(config) -> int:
+    """The side of the configured data set's images (8 for digits)."""
+    from .evaluate.data import load_dataset
+
+    return load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir).resolution
+
+
+class ScaledResolutionEvaluator:
+    """The configured evaluator, with each spec trained at the proxy resolution times the spec's resolution
+    growth over the base: round(proxy * spec.resolution / base_resolution) pixels.
+
+    The proxy resolution (the base's) is ``config.resolution``, or the data set's own when that is unset.
+    One evaluator (one upsampled copy of the data) is kept per resolution met. Coefficients that round to
+    the same architecture at the same proxy resolution (common on small bases: repeats round up, channels
+    to multiples of 8) are evaluated once.
+    """
+
+    def __init__(self, config, base_resolution: int, seen_scores: list | None = None,
+                 proxy_resolution: int | None = None):
+        self.config, self.base_resolution, self.seen_scores = config, base_resolution, seen_scores
+        self.proxy_resolution = proxy_resolution or config.resolution or native_resolution(config)
+        self._evaluators: dict[int, Callable] = {}
+        self._done: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def resolution_for(self, spec: Spec) -> int:
+        return max(1, round(self.proxy_resolution * spec.resolution / self.base_resolution))
+
+    def __call__(self, spec: Spec, report=None):
+        from .search.run import make_configured_evaluator
+
+        side = self.resolution_for(spec)
+        key = architecture_key(replace(spec, resolution=side))
+        with self._lock:
+            if key in self._done:
+                return replace(self._done[key], seconds=0.0)
+            if side not in self._evaluators:
+                self._evaluators[side] = make_configured_evaluator(replace(self.config, resolution=side),
+                                                                   self.seen_scores)
+        evaluation = self._evaluators[side](spec, report)
+        with self._lock:
+            self._done[key] = evaluation
+        return evaluation
+
+
+def architecture_key(spec: Spec) -> str:
+    """What the built model is, after rounding: every block with its channels and sizes, the head, the classes.
+    Two specs with different multipliers but one key build the same network."""
+    resolved = resolve(spec)
+    return repr((resolved.blocks, resolved.head_channels, spec.head, spec.num_classes, spec.in_channels,
+                 spec.drop_path))
