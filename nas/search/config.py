@@ -35,7 +35,7 @@ class SearchConfig:
     w_below: float = 0.0
     w_above: float = -1.0
     max_cost: float | None = None        # hard limit on the objective, checked before training
-    trials: int = 24
+    trials: int = 48
     epochs: int = 4
     batch_size: int = 32
     lr: float = 0.003
