@@ -69,9 +69,9 @@ def _add_scale_parser(sub) -> None:
     scale = sub.add_parser(
         "scale", help="compound-scale a base spec into a family (EfficientNet's phi)",
         description="nas scale --phi 1..7 [--base SPEC|RUN_DIR] [--alpha A --beta B --gamma G | "
-                    "--preset efficientnet] [--out DIR] [key=value ...]; keys: step (default 0.05), tolerance (0.1), max_candidates (8) "
-                    "of the grid, and the search's evaluation keys (epochs, dataset, resolution, evaluator, seed, "
-                    "...), which a run directory's base inherits from that run")
+                    "--preset efficientnet] [--out DIR] [key=value ...]; keys: step (default 0.05), tolerance "
+                    "(0.1), max_candidates (16) of the grid, and the search's evaluation keys (epochs, dataset, "
+                    "resolution, evaluator, seed, ...), which a run directory's base inherits from that run")
     # Values are kept as text and checked by nas.scale, so every mistake reads the same way.
     scale.add_argument("--phi", required=True, help="compound coefficients: a range 1..7, a list 1,3,5 or one value")
     scale.add_argument("--base", help="a zoo name, a YAML spec or a run directory (default: the newest run's "

@@ -196,6 +196,23 @@ def test_family_costs_and_drift(b0):
             row.spec.depth_multiplier, row.spec.width_multiplier, row.spec.resolution)
 
 
+def test_preset_family_costs_and_drift(b0):
+    rows = scale.preset_family(b0, [1, 7])
+    assert [row.name for row in rows] == ["efficientnet-b1", "efficientnet-b7"]
+    assert [row.params for row in rows] == [PUBLISHED_PARAMS[1], PUBLISHED_PARAMS[7]]
+    # the ideal is the preset's own depth * width^2 * resolution^2; B1's repeats round up (16 blocks -> 23)
+    assert rows[0].expected_ratio == pytest.approx(1.1 * (240 / 224) ** 2)
+    assert rows[1].expected_ratio == pytest.approx(3.1 * 2.0 ** 2 * (600 / 224) ** 2)
+    assert rows[0].drift == pytest.approx(rows[0].flops_ratio / rows[0].expected_ratio - 1) and rows[0].drift > 0.3
+    with pytest.raises(nas.UserError, match="allowed: an integer from 0 to 7"):
+        scale.preset_family(b0, [8])
+
+
+def test_default_resolution_divisor():
+    assert scale.default_resolution_divisor(224) == 8 and scale.default_resolution_divisor(100) == 8
+    assert scale.default_resolution_divisor(99) == 1 and scale.default_resolution_divisor(16) == 1
+
+
 def test_drift_warnings_pick_rows_over_the_limit(b0):
     row = scale.family(b0, 1.2, 1.1, 1.15, [1])[0]
     rows = [replace(row, drift=d) for d in (0.0, 0.05, -0.05, 0.1, 0.15, -0.2)]
@@ -208,9 +225,11 @@ def test_format_family_table(tiny):
     rows = scale.family(tiny, 1.2, 1.1, 1.15, [1, 2, 3])
     lines = scale.format_family_table(rows).splitlines()
     assert len(lines) == 4
-    for word in ("phi", "depth", "width", "resolution", "params", "FLOPs (multiply-adds)", "FLOPs/base"):
+    for word in ("phi", "depth", "width", "resolution", "params", "FLOPs (multiply-adds)", "FLOPs/base", "ideal",
+                 "drift"):
         assert word in lines[0]
     assert lines[1].split()[0] == "1" and lines[3].split()[0] == "3"
+    assert lines[1].split()[-1] == f"{rows[0].drift:+.1%}" and lines[1].split()[-2] == f"{rows[0].expected_ratio:.2f}"
 
 
 def _png(path):

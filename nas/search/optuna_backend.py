@@ -80,8 +80,11 @@ def recover_interrupted(study: optuna.Study) -> int:
         if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
             continue  # another machine's worker, or one still running here
         storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        on_grid = "grid_id" in trial.system_attrs
+        if on_grid:  # GridSampler counts a finished trial's point as done: give the point back instead
+            storage.set_trial_system_attr(trial._trial_id, "grid_id", -1)
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        if trial.params:
+        if trial.params and not on_grid:  # an enqueued trial has no grid_id, which GridSampler cannot take
             study.enqueue_trial(trial.params, skip_if_exists=False)
         recovered += 1
     return recovered
