@@ -20,14 +20,6 @@ from nas.spec import from_dict
 KINDS = sorted(spec_mod.BLOCK_KINDS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: extra threads only spin, and cost a lot on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _unimplemented(kind: str) -> str | None:
     """Why ``kind`` can't be tested yet (its module still raises NotImplementedError), or None."""

@@ -4,7 +4,6 @@ import csv
 import math
 
 import pytest
-import torch
 
 import nas
 from nas.evaluate.data import load_dataset
@@ -13,15 +12,6 @@ from nas.search import run_search
 
 CHEAP = ["target_flops=2M", "epochs=1", "sampler=random"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a CPU other processes share, two threads wait on each other at every small
-    operator and these tiny models train many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _rows(run_dir):

@@ -22,15 +22,6 @@ SAMPLES = 100
 NAS = Path(sys.executable).parent / "nas"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models run on tiny inputs, where every op is short: a second OpenMP thread only adds a barrier
-    per op, which costs up to a scheduler slice (tens of ms) when the cores are shared with other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def documented_target(space) -> float:
     """The FLOPs target a space documents ("target_flops=400M" in its description); 400M, the search

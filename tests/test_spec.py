@@ -23,14 +23,6 @@ from nas.spec import dumps, from_dict, loads, round_channels, round_repeats
 NAS = Path(sys.executable).parent / "nas"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: extra threads only spin, and cost a lot on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # -- round trips ---------------------------------------------------------------------------------
 
