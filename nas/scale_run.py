@@ -399,6 +399,12 @@ class ScaledResolutionEvaluator:
     def resolution_for(self, spec: Spec) -> int:
         return max(1, round(self.proxy_resolution * spec.resolution / self.base_resolution))
 
+    def __getstate__(self):  # sent to Ray workers: no lock, no loaded data (each worker loads its own)
+        return {**self.__dict__, "_lock": None, "_evaluators": {}, "_done": {}}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def __call__(self, spec: Spec, report=None):
         from .search.run import make_configured_evaluator
 

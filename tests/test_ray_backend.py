@@ -195,3 +195,16 @@ def test_killed_driver_resumes_into_the_same_run(tiny_space, tmp_path):
     assert sum(r["state"] in ("complete", "pruned", "failed") for r in after) == 6
     assert ray_backend._sessions(out / "ray") == [out / "ray" / "session-1"]  # restored, not started afresh
     assert (out / "ray" / "session-1.done").exists()
+
+
+@pytest.mark.ray
+def test_nas_scale_grid_on_ray(tmp_path):
+    """`nas scale` with backend=ray: the grid's evaluator travels to Ray workers and the family is written."""
+    out = tmp_path / "scale"
+    done = subprocess.run([str(Path(sys.executable).parent / "nas"), "scale", "--phi", "1", "--base", "efficientnet-b0",
+                           "--out", str(out), "max_candidates=2", "epochs=1", "backend=ray", "--quiet"],
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader((out / "grid.csv").open()))
+    assert len(rows) == 2 and all(r["state"] == "complete" for r in rows)
+    assert (out / "efficientnet-b0-phi1.yaml").exists()
