@@ -19,7 +19,7 @@ from ..units import parse_count, parse_milliseconds
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent.parent / "experiments"
 OBJECTIVES = ("flops", "params", "mac", "latency", "energy")
 SAMPLERS = ("tpe", "random", "nsga2")
-PRUNERS = ("median", "none")
+PRUNERS = ("quartile", "median", "none")
 BACKENDS = ("optuna", "ray")
 REWARDS = ("soft", "piecewise", "hard", "accuracy")
 
@@ -43,7 +43,7 @@ class SearchConfig:
     schedule: str = "cosine"
     seed: int = 0
     sampler: str = "tpe"
-    pruner: str = "median"
+    pruner: str = "quartile"
     dataset: str = "digits"
     data_dir: str | None = None
     resolution: int | None = None        # proxy-training resolution; default: the data set's own
@@ -157,7 +157,7 @@ PARSERS: dict[str, tuple[Callable, str]] = {
     "schedule": (_choice(("cosine", "cyclic")), "learning-rate schedule (cyclic: ESPNetv2's)"),
     "seed": (_int(0), "seed of the sampler, the data split and the proxy training"),
     "sampler": (_choice(SAMPLERS), "tpe, random, or nsga2 (accuracy vs cost Pareto front)"),
-    "pruner": (_choice(PRUNERS), "stop clearly bad candidates from their intermediate accuracy"),
+    "pruner": (_choice(PRUNERS), "stop clearly bad candidates: quartile (bottom 25 %), median, none"),
     "dataset": (_text, "digits (built in), cifar10, cifar100, imagefolder:PATH"),
     "data_dir": (_optional(_text), "where cifar10/cifar100 live"),
     "resolution": (_optional(_int(8)), "proxy-training resolution (default: the data set's own)"),
@@ -207,7 +207,7 @@ def validate(config: SearchConfig) -> SearchConfig:
         config.cost_target()  # raises a one-line error when target= is missing
     if config.sampler == "nsga2" and config.backend == "ray":
         pass  # OptunaSearch supports NSGA-II too
-    if config.evaluator.startswith("zero_cost") and config.pruner == "median":
+    if config.evaluator.startswith("zero_cost") and config.pruner != "none":
         config = replace(config, pruner="none")  # no intermediate values to prune on
     return config
 
