@@ -80,26 +80,26 @@ def check_coefficients(alpha, beta, gamma) -> tuple[float, float, float]:
     """
     checked = []
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-        try:
-            number = float(value)
-            if isinstance(value, bool):
-                raise ValueError
-        except (TypeError, ValueError):
-            number = math.nan
+        number = _as_number(value)
         if not math.isfinite(number) or number < 1:
             raise UserError(f"{name}: got {value!r}; allowed: a number >= 1 (compound scaling only grows the base)")
         checked.append(number)
     return tuple(checked)
 
 
+def _as_number(value) -> float:
+    """``value`` as a float, or NaN when it is not a number (booleans included), for the range checks."""
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _check_multiplier(name: str, value) -> float:
     """A single-dimension multiplier: any finite positive number (MobileNet's alpha and rho may shrink)."""
-    try:
-        number = float(value)
-        if isinstance(value, bool):
-            raise ValueError
-    except (TypeError, ValueError):
-        number = math.nan
+    number = _as_number(value)
     if not math.isfinite(number) or number <= 0:
         raise UserError(f"{name}: got {value!r}; allowed: a positive number such as 0.5, 1.0 or 1.4")
     return number

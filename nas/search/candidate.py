@@ -43,16 +43,21 @@ class Context:
     evaluated: dict[str, dict] = field(default_factory=dict)               # spec hash -> accuracy, seconds
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def measured_key(self, key: str) -> tuple[str, str]:
+        """Where a measured cost of the spec with hash ``key`` is cached: (hash, "objective:device")."""
+        # NVML reads NVIDIA GPUs only: energy is measured on the GPU whatever latency_device says
+        # (its default, cpu, would otherwise fail every trial).
+        device = "cuda" if self.config.objective == "energy" else self.config.latency_device
+        return key, f"{self.config.objective}:{device}"
+
     def objective_cost(self, spec: Spec, key: str, analytic) -> float:
         """The reward's cost: an analytic count (flops, params, mac), or a measurement (latency in ms,
         energy in J/image) of the spec at its own resolution, cached per spec and device."""
         objective = self.config.objective
         if objective in ("flops", "params", "mac"):
             return float(getattr(analytic, objective))
-        # NVML reads NVIDIA GPUs only: energy is measured on the GPU whatever latency_device says
-        # (its default, cpu, would otherwise fail every trial).
-        device = "cuda" if objective == "energy" else self.config.latency_device
-        cache_key = (key, f"{objective}:{device}")
+        cache_key = self.measured_key(key)
+        device = cache_key[1].split(":", 1)[1]
         if cache_key not in self.measured:  # measured once per spec and device
             if objective == "latency":
                 from ..evaluate.latency import latency_report
