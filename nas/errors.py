@@ -1,4 +1,20 @@
-"""The one exception a user's mistake becomes: the CLI prints it as one line and exits with status 2."""
+"""The exceptions nas raises on purpose, and the one did-you-mean helper.
+
+A user's mistake becomes a ``UserError``: the CLI prints it as one line and exits with status 2.
+``Rejected`` is how an evaluator or the search says "this candidate is not worth finishing"; it lives
+here (not beside the torch evaluators) so the torch-free search layer can catch it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+def did_you_mean(word, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or an empty string."""
+    close = difflib.get_close_matches(str(word), [str(option) for option in options], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class UserError(ValueError):
@@ -15,3 +31,7 @@ class SpecError(UserError):
     def __init__(self, field: str, value, allowed: str):
         self.field, self.value, self.allowed = field, value, allowed
         super().__init__(f"{field}: got {value!r}; allowed: {allowed}")
+
+
+class Rejected(Exception):
+    """The candidate is not worth evaluating further (pruned, over a hard limit); the message says why."""

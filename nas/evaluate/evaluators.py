@@ -13,15 +13,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import Rejected  # noqa: F401  (re-exported until callers import nas.errors)
 from ..spec import Spec
 from .data import Split
 from .train import TrainSettings, proxy_spec, train_and_evaluate
 
 Report = Callable[[int, float], None]
-
-
-class Rejected(Exception):
-    """The candidate is not worth evaluating further (pruned); the message says why."""
 
 
 @dataclass

@@ -1,0 +1,47 @@
+"""Every file nas writes goes through here: whole or not at all, mode 0644.
+
+A temp file in the target's folder, fsync, then ``os.replace``: a crash, a kill -9 or a full disk
+leaves either the old file or the new one, never half of one. One file mode for everything (specs,
+CSVs, reports, plots, caches) so a run folder can be shared and read by others.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, IO
+
+FILE_MODE = 0o644
+
+
+def write_with(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False) -> Path:
+    """Call ``write(file_object)`` on a temp file beside ``path``, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_with(path, lambda fh: fh.write(text))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return write_with(path, lambda fh: fh.write(data), binary=True)
+
+
+def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """A matplotlib figure as a PNG, written like every other file."""
+    return write_with(path, lambda fh: figure.savefig(fh, format="png", dpi=dpi), binary=True)
