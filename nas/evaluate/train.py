@@ -85,6 +85,33 @@ def proxy_spec(spec: Spec, data: Split) -> Spec:
     return replace(spec, num_classes=data.num_classes, resolution=data.resolution, name=spec.name)
 
 
+RECALIBRATION_IMAGES = 1024   # training images whose batch-norm statistics replace the running averages
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, batch: int = 256, autocast: bool = False) -> None:
+    """Replace every batch norm's running mean and variance by their exact average over ``x``.
+
+    After a few dozen steps the running averages (momentum 0.1) still remember the first, untrained
+    weights, so evaluation mode scores every candidate near chance (measured: 0.100 at epochs=1). The
+    statistics of the *final* weights on training images are what evaluation needs (as in
+    once-for-all's BN recalibration).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None          # None: a cumulative average over every batch seen
+    model.train()
+    for i in range(0, len(x), batch):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+            model(x[i:i + batch])
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+
+
 @torch.inference_mode()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512, autocast: bool = False) -> float:
     model.eval()
@@ -152,6 +179,7 @@ def train_and_evaluate(spec: Spec, data: Split, settings: TrainSettings,
         train_seconds += time.perf_counter() - epoch_start
         if not torch.isfinite(loss.detach()):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss.item()})")
+        recalibrate_batch_norm(model, train_x[order[:RECALIBRATION_IMAGES]], autocast=autocast)
         acc = accuracy(model, test_x, test_y, autocast=autocast)
         curve.append(acc)
         if report is not None:
