@@ -87,6 +87,25 @@ def _add_scale_parser(sub) -> None:
     scale.set_defaults(run=_scale)
 
 
+def _data_fetch(args) -> int:
+    from .data import fetch
+
+    print(fetch(args.name, args.dir))
+    return 0
+
+
+def _add_data_parser(sub) -> None:
+    data = sub.add_parser("data", help="data sets: fetch the official archives",
+                          description="nas data fetch fashion-mnist|cifar10|cifar100 [--dir D]: download, check the "
+                                      "published checksums, unpack into D/NAME (default: the nas cache, "
+                                      "$NAS_CACHE/data or ~/.cache/nas/data)")
+    action = data.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    fetch = action.add_parser("fetch", help="download a data set's official archives into the cache")
+    fetch.add_argument("name", help="fashion-mnist, cifar10 or cifar100")
+    fetch.add_argument("--dir", help="folder to put NAME/ in (default: the nas cache); pass it later as data_dir=")
+    fetch.set_defaults(run=_data_fetch)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit status 2, like every other user error
         raise UserError(f"{self.prog}: {message}")
@@ -119,6 +138,7 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", default=".", help="folder to write to")
     export.set_defaults(run=_export)
     _add_scale_parser(sub)
+    _add_data_parser(sub)
     return parser
 
 
