@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from . import spec as spec_mod
-from .blocks import BLOCK_MODULES
+from .blocks import build_block
 from .blocks.layers import ConvNormAct, activation
 
 
@@ -45,11 +45,19 @@ class Network(nn.Module):
         super().__init__()
         resolved = spec_mod.resolve(spec)
         self.blocks = nn.ModuleList(
-            BLOCK_MODULES[rb.block.kind](rb.block, rb.in_channels, rb.drop_path) for rb in resolved.blocks
+            build_block(rb.block, rb.in_channels, rb.drop_path) for rb in resolved.blocks
         )
         self.head = Head(spec.head, resolved.head_in_channels, resolved.head_channels, spec.num_classes)
         self.spec_yaml = spec_mod.dumps(spec)
+        self._set_batch_norm(spec.batch_norm_eps, spec.batch_norm_momentum)
         self._init_weights()
+
+    def _set_batch_norm(self, eps: float, momentum: float) -> None:
+        # Set here, once, rather than threaded through every block's constructor: every batch norm of the
+        # network follows the spec's (eps, momentum), PyTorch's momentum convention.
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps, m.momentum = eps, momentum
 
     def _init_weights(self) -> None:
         # EfficientNet / torchvision: He (fan-out) for convs, uniform 1/sqrt(fan_out) for the classifier.

@@ -29,15 +29,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .cost import count_cost
 from .errors import UserError
-from .spec import Spec, resolve, save, write_atomic
+from .io import save_figure, write_text
+from .spec import Spec, resolve, save
 from .units import human
 
 #: Resolutions of a compound-scaled spec are rounded to the nearest multiple of this...
@@ -458,7 +457,7 @@ def plot_family(rows: list[FamilyRow], path, base_name: str) -> Path:
     ax.set_title(f"Compound scaling of {base_name}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,7 +522,7 @@ def plot_grid(results: list[dict], path) -> Path:
     if failed or best is not None:
         right.legend(fontsize="small")
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,7 +538,7 @@ def _write_csv(path: Path, columns, records: list[dict]) -> Path:
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
-    write_atomic(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
     return path
 
 
@@ -552,24 +551,6 @@ def _figure(rows: int, cols: int, size: tuple[float, float]):
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, cols, squeeze=False)
     return figure, list(axes.flat)
-
-
-def _save_figure(figure, path) -> Path:
-    """A PNG written whole or not at all (spec.write_atomic writes text; this is its binary sibling)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            figure.savefig(fh, format="png", dpi=120)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 __all__ = [

@@ -26,7 +26,7 @@ def _unimplemented(kind: str) -> str | None:
     cls = spec_mod.BLOCK_KINDS[kind]
     block = cls(**{name: 16 for name in cls.channel_fields})
     try:
-        BLOCK_MODULES[kind](block, 16)
+        BLOCK_MODULES[cls](block, 16)
     except NotImplementedError as exc:
         return f"block kind {kind!r} is not implemented yet: {exc}"
     return None

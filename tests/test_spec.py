@@ -233,7 +233,7 @@ def _implemented(kind: str) -> bool:
     cls = spec_mod.BLOCK_KINDS[kind]
     block = cls(**{name: 16 for name in cls.channel_fields})
     try:
-        BLOCK_MODULES[kind](block, 16)
+        BLOCK_MODULES[cls](block, 16)
     except NotImplementedError:
         return False
     except Exception:  # noqa: BLE001 - a block that needs other fields still counts as written

@@ -54,8 +54,7 @@ class OSA(nn.Module):
         super().__init__()
         act, width = block.activation, block.stage_channels
         self.pool = nn.MaxPool2d(3, 2, ceil_mode=True) if block.stride == 2 else nn.Identity()
-        needs_reduce = block.depthwise and cin != width
-        self.reduce = ConvNormAct(cin, width, 1, act=act) if needs_reduce else nn.Identity()
+        self.reduce = ConvNormAct(cin, width, 1, act=act) if block.needs_reduce(cin) else nn.Identity()
         layers = []
         channels = width if block.depthwise else cin
         for _ in range(block.layers):
@@ -67,8 +66,8 @@ class OSA(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.aggregate = ConvNormAct(cin + block.layers * width, block.out_channels, 1, act=act)
         self.ese = EffectiveSqueezeExcite(block.out_channels) if block.ese else nn.Identity()
-        self.residual = block.skip
-        self.drop_path = DropPath(drop_path) if block.skip else nn.Identity()
+        self.residual = block.has_residual(cin)
+        self.drop_path = DropPath(drop_path) if self.residual else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(x)
