@@ -105,5 +105,7 @@ def _with_drop_path(chained: list[tuple[ResolvedBlock, bool]], drop_path: float)
     if drop_path > 0:
         residual_at = [i for i, (_, residual) in enumerate(chained) if residual]
         for seen, i in enumerate(residual_at):
-            out[i] = replace(out[i], drop_path=drop_path * seen / len(residual_at))
+            rb = out[i]  # built directly: dataclasses.replace is slow, and this runs for every new spec
+            out[i] = ResolvedBlock(rb.block, rb.in_channels, rb.in_size, rb.out_size, rb.stage,
+                                   drop_path * seen / len(residual_at))
     return tuple(out)
