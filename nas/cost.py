@@ -1,6 +1,6 @@
 """Exact cost of a spec without building it: parameters, FLOPs (multiply-adds) and memory access cost.
 
-Conventions (DESIGN.md):
+Conventions (the README's "Cost conventions"; the same for every block kind):
 - params: every weight the built model has, exactly ``sum(p.numel() for p in model.parameters())``
   (conv and linear weights and biases, batch-norm scale and shift, PReLU slopes).
 - FLOPs: multiply-adds of convolution and linear layers only, at the spec's resolution and batch 1;
@@ -39,7 +39,8 @@ class Tally:
         pad = dilation * (kernel - 1) // 2 if padding is None else padding
         oh, ow = conv_out(h, kernel, stride, pad, dilation), conv_out(w, kernel, stride, pad, dilation)
         weights = kernel * kernel * (cin // groups) * cout
-        self.params += weights + (cout if bias else 0) + (2 * cout if norm else 0) + (cout if activation == "prelu" else 0)
+        extra = (cout if bias else 0) + (2 * cout if norm else 0) + (cout if activation == "prelu" else 0)
+        self.params += weights + extra
         self.flops += oh * ow * weights
         self.mac += h * w * cin + oh * ow * cout + weights
         return oh, ow

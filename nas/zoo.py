@@ -35,7 +35,8 @@ def zoo_names() -> list[str]:
 def zoo_spec(name: str) -> Spec:
     table = _table()
     if name not in table:
-        raise SpecError("name", name, "a zoo name (nas.zoo_names()) or a path to a YAML spec" + did_you_mean(name, table))
+        raise SpecError("name", name,
+                        "a zoo name (nas.zoo_names()) or a path to a YAML spec" + did_you_mean(name, table))
     family, overrides, source = table[name]
     data = {**family, "name": name}
     head = dict(data.get("head", {}))

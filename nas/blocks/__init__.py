@@ -5,6 +5,10 @@ Every constructor has the signature ``(block, in_channels, drop_path=0.0)``. A m
 ``BLOCK_MODULES`` is keyed by the kind's dataclass and must cover ``nas.spec.BLOCK_KINDS`` exactly.
 """
 
+from typing import Callable
+
+from torch import nn
+
 from .. import spec
 from .conv import conv_block, maxpool_block
 from .eesp import build_eesp
@@ -14,7 +18,7 @@ from .osa import OSA
 from .separable import Separable
 from .shuffle import Shuffle
 
-BLOCK_MODULES = {
+BLOCK_MODULES: dict[type[spec.Block], Callable[..., nn.Module]] = {
     spec.Conv: conv_block,
     spec.MaxPool: maxpool_block,
     spec.MBConv: MBConv,
@@ -31,7 +35,7 @@ if _missing:  # a kind added to the spec without a module (or the reverse): fail
                       + ", ".join(sorted(cls.kind for cls in _missing)))
 
 
-def build_block(block: spec.Block, in_channels: int, drop_path: float = 0.0):
+def build_block(block: spec.Block, in_channels: int, drop_path: float = 0.0) -> nn.Module:
     """The torch module for one resolved block."""
     return BLOCK_MODULES[type(block)](block, in_channels, drop_path)
 

@@ -41,7 +41,8 @@ def _depthwise_layer(channels: int, kernel: int, act: str) -> nn.Sequential:
 
 
 class OSA(nn.Module):
-    """[max-pool 3x3/2] -> [1x1 reduce] -> layers x (kxk conv-BN-act) -> concat(input, every layer) -> 1x1 -> [eSE] -> [+input].
+    """[max-pool 3x3/2] -> [1x1 reduce] -> layers x (kxk conv-BN-act) -> concat(input, every layer) -> 1x1
+    -> [eSE] -> [+input].
 
     - stride 2: VoVNet down-samples with a 3x3 / 2 max-pool (ceil mode) at the start of a stage, not
       with a strided conv; everything after it, the identity included, sees the pooled map.

@@ -21,8 +21,20 @@ import dataclasses
 from dataclasses import fields, replace
 
 from .geometry import conv_out, round_channels, round_repeats
-from .kinds import (BLOCK_KINDS, EESP, OSA, Block, Conv, Fire, MaxPool, MBConv, Separable, Shuffle,
-                    eesp_dilations, se_channels)
+from .kinds import (
+    BLOCK_KINDS,
+    EESP,
+    OSA,
+    Block,
+    Conv,
+    Fire,
+    MaxPool,
+    MBConv,
+    Separable,
+    Shuffle,
+    eesp_dilations,
+    se_channels,
+)
 from .resolved import Resolved, ResolvedBlock, block_out_channels, resolve
 from .schema import HEAD_KINDS, Head, Spec, Stage, with_overrides
 from .validation import ACTIVATIONS, MAX_CHANNELS, MAX_KERNEL, MAX_REPEATS

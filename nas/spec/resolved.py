@@ -62,7 +62,8 @@ def _resolve_stage(block: Block, repeats: int, width: float, depth: float, divis
     """
     check_block_fields(block, where)
     first = _scaled_block(block, width, divisor)
-    rest = replace(first, stride=1) if getattr(first, "stride", 1) != 1 else first
+    # only the first repeat strides; every kind with a stride other than 1 has the field
+    rest = replace(first, stride=1) if getattr(first, "stride", 1) != 1 else first  # type: ignore[call-arg]
     n = round_repeats(repeats, depth) if block.scales_with_depth else repeats
     rows = []
     for r in range(n):

@@ -103,7 +103,8 @@ def _head_from_dict(head_data: Any) -> Head:
         raise SpecError("head", head_data, "a mapping with keys " + ", ".join(head_keys))
     for key in head_data:
         if key not in head_keys:
-            raise SpecError(f"head.{key}", head_data[key], "one of " + ", ".join(head_keys) + did_you_mean(key, head_keys))
+            raise SpecError(f"head.{key}", head_data[key],
+                            "one of " + ", ".join(head_keys) + did_you_mean(key, head_keys))
     return Head(**head_data)
 
 
@@ -142,7 +143,8 @@ def loads(text: str, source: str = "spec") -> Spec:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(source, f"malformed YAML{where}: {problem}", "a YAML mapping (see README: spec format)") from None
+        raise SpecError(source, f"malformed YAML{where}: {problem}",
+                        "a YAML mapping (see README: spec format)") from None
     return from_dict(data, source)
 
 
@@ -157,7 +159,8 @@ def load(path: str | os.PathLike) -> Spec:
     except FileNotFoundError:
         raise SpecError("spec", str(path), "an existing YAML file or a zoo name") from None
     except UnicodeDecodeError:
-        raise SpecError("spec", str(path), "a YAML text file in UTF-8 (this one is binary or another encoding)") from None
+        raise SpecError("spec", str(path),
+                        "a YAML text file in UTF-8 (this one is binary or another encoding)") from None
     except OSError as exc:  # a directory, no permission, ...
         raise SpecError("spec", str(path), f"a readable YAML file ({exc.strerror or type(exc).__name__})") from None
     return loads(text, source=str(path))

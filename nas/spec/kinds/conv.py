@@ -67,4 +67,4 @@ class MaxPool(Block):
                 conv_out(w, self.kernel, self.stride, self.padding, 1, self.ceil_mode))
 
     def tally(self, t: LayerTally, cin: int, h: int, w: int) -> None:
-        """No weights; pooling is not counted (DESIGN.md conventions)."""
+        """No weights; pooling is not counted (see nas/cost.py)."""

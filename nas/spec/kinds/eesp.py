@@ -65,7 +65,8 @@ class EESP(Block):
                             f"a value whose {what} is a multiple of branches^2 = {k * k} ({k} branches of a width "
                             f"that the {k}-group reduce conv divides)")
         if cin % k:
-            raise SpecError(f"{where}.branches", k, f"a divisor of the {cin} input channels (the reduce conv has {k} groups)")
+            raise SpecError(f"{where}.branches", k,
+                            f"a divisor of the {cin} input channels (the reduce conv has {k} groups)")
 
     def check_image(self, where: str, image_channels: int) -> None:
         if self.reads_image() and image_channels != self.image_channels:
