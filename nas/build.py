@@ -18,6 +18,8 @@ class Head(nn.Module):
         self.kind = head.kind
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(head.dropout)
+        self.conv: nn.Module
+        self.classifier: nn.Module
         if head.kind == "conv_pool_linear":
             self.conv = ConvNormAct(cin, channels, 1, act=head.activation) if channels else nn.Identity()
             self.classifier = nn.Linear(channels or cin, num_classes)
@@ -76,8 +78,9 @@ class Network(nn.Module):
         # Residual blocks start as the identity (Goyal et al., 2017; timm's zero_init_last): their last
         # batch norm's scale is zero. Deep nets then train from the first step, which short proxy runs need.
         for m in self.modules():
-            if hasattr(m, "zero_init_last") and m is not self:
-                m.zero_init_last()
+            zero_init_last = getattr(m, "zero_init_last", None)
+            if callable(zero_init_last) and m is not self:
+                zero_init_last()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         image = x

@@ -116,7 +116,7 @@ class StridedEESP(nn.Module):
         if self.takes_image:
             if image is None:
                 raise ValueError("this strided EESP has input reinforcement: call it as module(x, image)")
-            out = out + self.reinforce(pool_image(image, out.shape[-2:]))
+            out = out + self.reinforce(pool_image(image, (out.shape[-2], out.shape[-1])))
         return self.act(out)
 
 

@@ -26,7 +26,9 @@ class MBConv(nn.Module):
 
     def zero_init_last(self) -> None:
         if self.residual:
-            nn.init.zeros_(self.project[1].weight)
+            norm = self.project[1]
+            assert isinstance(norm, nn.BatchNorm2d)
+            nn.init.zeros_(norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.se(self.depthwise(self.expand(x))))

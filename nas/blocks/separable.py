@@ -25,7 +25,9 @@ class Separable(nn.Module):
 
     def zero_init_last(self) -> None:
         if self.residual:
-            nn.init.zeros_(self.pointwise[1].weight)
+            norm = self.pointwise[1]
+            assert isinstance(norm, nn.BatchNorm2d)
+            nn.init.zeros_(norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pointwise(self.se(self.depthwise(x)))
