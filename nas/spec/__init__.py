@@ -17,7 +17,6 @@ module             holds
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import fields, replace
 
 from .geometry import conv_out, round_channels, round_repeats
@@ -35,7 +34,7 @@ from .kinds import (
     eesp_dilations,
     se_channels,
 )
-from .resolved import Resolved, ResolvedBlock, block_out_channels, resolve
+from .resolved import Resolved, ResolvedBlock, resolve
 from .schema import HEAD_KINDS, Head, Spec, Stage, with_overrides
 from .validation import ACTIVATIONS, MAX_CHANNELS, MAX_KERNEL, MAX_REPEATS
 from .yaml_io import dumps, from_dict, load, loads, save, spec_hash, to_dict
@@ -44,6 +43,5 @@ __all__ = [
     "ACTIVATIONS", "BLOCK_KINDS", "Block", "Conv", "MaxPool", "MBConv", "Separable", "OSA", "EESP", "Fire",
     "Shuffle", "Stage", "Head", "HEAD_KINDS", "Spec", "Resolved", "ResolvedBlock", "resolve", "round_channels",
     "round_repeats", "from_dict", "to_dict", "dumps", "loads", "load", "save", "spec_hash", "with_overrides",
-    "conv_out", "block_out_channels", "eesp_dilations", "se_channels", "MAX_CHANNELS", "MAX_KERNEL",
-    "MAX_REPEATS", "dataclasses", "fields", "replace",
+    "conv_out", "eesp_dilations", "se_channels", "MAX_CHANNELS", "MAX_KERNEL", "MAX_REPEATS", "fields", "replace",
 ]

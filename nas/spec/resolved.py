@@ -38,10 +38,6 @@ class Resolved:
     final_size: tuple[int, int]
 
 
-def block_out_channels(block: Block, in_channels: int) -> int:
-    return block.output_channels(in_channels)
-
-
 @lru_cache(maxsize=4096)
 def _scaled_block(block: Block, width: float, divisor: int) -> Block:
     if width == 1.0 and all(getattr(block, n) % divisor == 0 for n in block.channel_fields):
