@@ -4,7 +4,7 @@
 
 A search calls ``count_cost`` on every sampled architecture (hard limits, the reward), so it must cost
 next to nothing. The model caches at three levels: a whole resolved spec (``spec.resolve``), a stage
-on a given input (``spec._resolve_stage``) and a block on a given input (``cost.block_cost``). Each
+on a given input (``nas.spec.resolved._resolve_stage``) and a block on a given input (``cost.block_cost``). Each
 workload below says which caches can help it; each number is the best of ``--repeats`` timed passes.
 Times are this process's CPU time (``time.process_time``), so other work on a busy machine does not
 skew them; torch runs on one thread so the comparison is one core against one core.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
+import sys
 import time
 
 import nas
@@ -30,8 +31,9 @@ from nas import spec as spec_mod
 
 
 def clear_caches() -> None:
-    """Empty every lru_cache of the spec and cost modules (found by looking, so new caches count too)."""
-    for module in (spec_mod, cost_mod):
+    """Empty every lru_cache of the spec package and the cost module (found by looking, so new caches count too)."""
+    modules = [m for name, m in sys.modules.items() if name == "nas.spec" or name.startswith("nas.spec.")]
+    for module in modules + [cost_mod]:
         for value in vars(module).values():
             if callable(getattr(value, "cache_clear", None)):
                 value.cache_clear()

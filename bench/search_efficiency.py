@@ -37,7 +37,7 @@ from nas.evaluate.data import load_dataset
 from nas.evaluate.evaluators import make_evaluator
 from nas.evaluate.train import TrainSettings
 from nas.search import run_search
-from nas.spec import write_atomic
+from nas.io import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLERS = ("tpe", "random")
@@ -88,7 +88,7 @@ def main() -> None:
             print(f"{evaluator_name} N={trials}: " + "; ".join(
                 f"{sampler} " + " ".join(f"{v:.4g}" for v in values) for sampler, values in best.items()), flush=True)
     text = table(rows, args.seeds)
-    write_atomic(RESULTS / "search_efficiency.md", text + "\n")
+    write_text(RESULTS / "search_efficiency.md", text + "\n")
     print()
     print(text)
 

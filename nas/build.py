@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from . import spec as spec_mod
-from .blocks import BLOCK_MODULES
+from .blocks import build_block
 from .blocks.layers import ConvNormAct, activation
 
 
@@ -18,6 +18,8 @@ class Head(nn.Module):
         self.kind = head.kind
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(head.dropout)
+        self.conv: nn.Module
+        self.classifier: nn.Module
         if head.kind == "conv_pool_linear":
             self.conv = ConvNormAct(cin, channels, 1, act=head.activation) if channels else nn.Identity()
             self.classifier = nn.Linear(channels or cin, num_classes)
@@ -45,11 +47,19 @@ class Network(nn.Module):
         super().__init__()
         resolved = spec_mod.resolve(spec)
         self.blocks = nn.ModuleList(
-            BLOCK_MODULES[rb.block.kind](rb.block, rb.in_channels, rb.drop_path) for rb in resolved.blocks
+            build_block(rb.block, rb.in_channels, rb.drop_path) for rb in resolved.blocks
         )
         self.head = Head(spec.head, resolved.head_in_channels, resolved.head_channels, spec.num_classes)
         self.spec_yaml = spec_mod.dumps(spec)
+        self._set_batch_norm(spec.batch_norm_eps, spec.batch_norm_momentum)
         self._init_weights()
+
+    def _set_batch_norm(self, eps: float, momentum: float) -> None:
+        # Set here, once, rather than threaded through every block's constructor: every batch norm of the
+        # network follows the spec's (eps, momentum), PyTorch's momentum convention.
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps, m.momentum = eps, momentum
 
     def _init_weights(self) -> None:
         # EfficientNet / torchvision: He (fan-out) for convs, uniform 1/sqrt(fan_out) for the classifier.
@@ -68,8 +78,9 @@ class Network(nn.Module):
         # Residual blocks start as the identity (Goyal et al., 2017; timm's zero_init_last): their last
         # batch norm's scale is zero. Deep nets then train from the first step, which short proxy runs need.
         for m in self.modules():
-            if hasattr(m, "zero_init_last") and m is not self:
-                m.zero_init_last()
+            zero_init_last = getattr(m, "zero_init_last", None)
+            if callable(zero_init_last) and m is not self:
+                zero_init_last()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         image = x

@@ -1,6 +1,6 @@
 """Exact cost of a spec without building it: parameters, FLOPs (multiply-adds) and memory access cost.
 
-Conventions (DESIGN.md):
+Conventions (the README's "Cost conventions"; the same for every block kind):
 - params: every weight the built model has, exactly ``sum(p.numel() for p in model.parameters())``
   (conv and linear weights and biases, batch-norm scale and shift, PReLU slopes).
 - FLOPs: multiply-adds of convolution and linear layers only, at the spec's resolution and batch 1;
@@ -11,8 +11,9 @@ Conventions (DESIGN.md):
   ``h_in*w_in*c_in + h_out*w_out*c_out + k*k*c_in*c_out/groups``. Pooling, concatenation and element-wise
   ops are not counted. In elements, not bytes (multiply by the dtype size for bytes).
 
-Each block kind has one function below mirroring its module in ``nas/blocks``; tests check that the
-two agree for every zoo architecture and for random specs. This module imports no torch.
+Each block kind tallies its own layers (``Block.tally`` in ``nas/spec/kinds``), mirroring its module in
+``nas/blocks``; tests check that the two agree for every zoo architecture and for random specs. This
+module holds the tally, the network's sum, the head and the per-stage table. It imports no torch.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .spec import (EESP, OSA, Block, Conv, Fire, MaxPool, MBConv, Resolved, Separable, Shuffle, Spec,
-                   block_out_size, conv_out, resolve)
+from .spec import Block, Resolved, Spec, conv_out, replace, resolve
 
 
 class Tally:
@@ -39,7 +39,8 @@ class Tally:
         pad = dilation * (kernel - 1) // 2 if padding is None else padding
         oh, ow = conv_out(h, kernel, stride, pad, dilation), conv_out(w, kernel, stride, pad, dilation)
         weights = kernel * kernel * (cin // groups) * cout
-        self.params += weights + (cout if bias else 0) + (2 * cout if norm else 0) + (cout if activation == "prelu" else 0)
+        extra = (cout if bias else 0) + (2 * cout if norm else 0) + (cout if activation == "prelu" else 0)
+        self.params += weights + extra
         self.flops += oh * ow * weights
         self.mac += h * w * cin + oh * ow * cout + weights
         return oh, ow
@@ -65,125 +66,11 @@ class Tally:
         self.conv(squeezed, channels, 1, 1, 1, bias=True, norm=False)
 
 
-def se_channels(in_channels: int, se_ratio: float) -> int:
-    """Squeeze width: relative to the block's *input* channels (EfficientNet / MnasNet)."""
-    return max(1, int(in_channels * se_ratio))
-
-
-def mbconv_mid_channels(in_channels: int, expansion: float) -> int:
-    return int(round(in_channels * expansion))
-
-
-# -- one function per block kind: (tally, block, in_channels, h, w) -> None -------------------
-
-def _conv(t: Tally, b: Conv, cin: int, h: int, w: int) -> None:
-    groups = cin if b.depthwise else b.groups
-    t.conv(cin, b.out_channels, b.kernel, h, w, b.stride, groups, b.bias, b.batch_norm, b.activation,
-           padding=b.padding)
-
-
-def _maxpool(t: Tally, b: MaxPool, cin: int, h: int, w: int) -> None:
-    pass
-
-
-def _mbconv(t: Tally, b: MBConv, cin: int, h: int, w: int) -> None:
-    mid = mbconv_mid_channels(cin, b.expansion)
-    if mid != cin:
-        t.conv(cin, mid, 1, h, w, activation=b.activation)
-    h, w = t.conv(mid, mid, b.kernel, h, w, b.stride, groups=mid, activation=b.activation)
-    if b.se_ratio > 0:
-        t.squeeze_excite(mid, se_channels(cin, b.se_ratio), b.activation)
-    t.conv(mid, b.out_channels, 1, h, w)
-
-
-def _separable(t: Tally, b: Separable, cin: int, h: int, w: int) -> None:
-    h, w = t.conv(cin, cin, b.kernel, h, w, b.stride, groups=cin, activation=b.activation)
-    if b.se_ratio > 0:
-        # PP-LCNet's SE (h-swish blocks) has ReLU inside; otherwise the block's activation (blocks/separable.py)
-        t.squeeze_excite(cin, se_channels(cin, b.se_ratio), "relu" if b.activation == "hswish" else b.activation)
-    t.conv(cin, b.out_channels, 1, h, w, activation=b.activation if b.pointwise_activation else "none")
-
-
-def _osa(t: Tally, b: OSA, cin: int, h: int, w: int) -> None:
-    if b.stride == 2:  # the max-pool in front: no weights, not counted, but every layer sees its output
-        h, w = conv_out(h, 3, 2, 0, 1, True), conv_out(w, 3, 2, 0, 1, True)
-    channels = cin
-    if b.depthwise and cin != b.stage_channels:  # slim-dw: one 1x1 reduction so the depthwise layers fit
-        t.conv(cin, b.stage_channels, 1, h, w, activation=b.activation)
-        channels = b.stage_channels
-    for _ in range(b.layers):
-        if b.depthwise:  # VoVNetV2 dw_conv3x3: depthwise kxk without norm, then 1x1-BN-act
-            t.conv(channels, channels, b.kernel, h, w, groups=channels, norm=False)
-            t.conv(channels, b.stage_channels, 1, h, w, activation=b.activation)
-        else:
-            t.conv(channels, b.stage_channels, b.kernel, h, w, activation=b.activation)
-        channels = b.stage_channels
-    # aggregation of the (unreduced) input and every layer's output; concatenation itself is free
-    t.conv(cin + b.layers * b.stage_channels, b.out_channels, 1, h, w, activation=b.activation)
-    if b.ese:  # eSE: one 1x1 conv with bias on the 1x1 pooled map; the gate's multiply is not counted
-        t.conv(b.out_channels, b.out_channels, 1, 1, 1, bias=True, norm=False)
-
-
-def eesp_dilations(branches: int, receptive_limit: int) -> list[int]:
-    """ESPNetv2: branch i has a 3x3 kernel dilated to receptive field 3 + 2i, falling back to 3 (dilation 1)
-    past ``receptive_limit``; sorted ascending. Receptive field r of a dilated 3x3 means dilation (r - 1) / 2."""
-    fields_ = sorted(3 + 2 * i if 3 + 2 * i <= receptive_limit else 3 for i in range(branches))
-    return [(r - 1) // 2 for r in fields_]
-
-
-def _eesp(t: Tally, b: EESP, cin: int, h: int, w: int) -> None:
-    """Mirrors nas/blocks/eesp.py: the EESP transform, then (stride 1) the unit's PReLU, or (stride 2) the
-    down-sampler's input reinforcement and PReLU. Pooling, concatenation and adds cost nothing here."""
-    k = b.branches
-    produced = b.out_channels - cin if b.stride == 2 else b.out_channels  # stride 2: the pooled input fills the rest
-    n = produced // k
-    t.conv(cin, n, 1, h, w, groups=k, activation=b.activation)            # grouped 1x1 reduce
-    oh, ow = h, w
-    for d in eesp_dilations(k, b.receptive_limit):                          # depthwise dilated branches, no BN
-        oh, ow = t.conv(n, n, 3, h, w, b.stride, groups=n, norm=False, dilation=d)
-    t.norm(produced)                                                        # BN + act after the concat
-    t.activation(b.activation, produced)
-    t.conv(produced, produced, 1, oh, ow, groups=k)                         # grouped 1x1 expand (+BN)
-    if b.stride == 2 and b.input_reinforcement:  # on the image, average-pooled down to this block's output size
-        image = EESP.image_channels
-        t.conv(image, image, 3, oh, ow, activation=b.activation)
-        t.conv(image, b.out_channels, 1, oh, ow)
-    t.activation(b.activation, b.out_channels)
-
-
-def _fire(t: Tally, b: Fire, cin: int, h: int, w: int) -> None:
-    if b.stride == 2:
-        h, w = conv_out(h, 3, 2, 0, 1, True), conv_out(w, 3, 2, 0, 1, True)
-    s, half = b.squeeze_channels, b.out_channels // 2
-    t.conv(cin, s, 1, h, w, bias=True, norm=False, activation=b.activation)
-    t.conv(s, half, 1, h, w, bias=True, norm=False, activation=b.activation)
-    t.conv(s, half, 3, h, w, bias=True, norm=False, activation=b.activation)
-
-
-def _shuffle(t: Tally, b: Shuffle, cin: int, h: int, w: int) -> None:
-    half = b.out_channels // 2
-    if b.stride == 2:  # branch 1: depthwise down-sampling, 1x1
-        oh, ow = t.conv(cin, cin, b.kernel, h, w, 2, groups=cin)
-        t.conv(cin, half, 1, oh, ow, activation=b.activation)
-        branch_in = cin
-    else:
-        branch_in = half
-    t.conv(branch_in, half, 1, h, w, activation=b.activation)  # branch 2: 1x1, depthwise, 1x1
-    oh, ow = t.conv(half, half, b.kernel, h, w, b.stride, groups=half)
-    t.conv(half, half, 1, oh, ow, activation=b.activation)
-
-
-BLOCK_COST = {
-    "conv": _conv, "maxpool": _maxpool, "mbconv": _mbconv, "separable": _separable, "osa": _osa,
-    "eesp": _eesp, "fire": _fire, "shuffle": _shuffle,
-}
-
-
 @lru_cache(maxsize=65536)
 def block_cost(block: Block, in_channels: int, h: int, w: int) -> tuple[int, int, int]:
     """(params, flops, mac) of one block on a (in_channels, h, w) input. Cached: searches repeat blocks."""
     t = Tally()
-    BLOCK_COST[block.kind](t, block, in_channels, h, w)
+    block.tally(t, in_channels, h, w)
     return t.params, t.flops, t.mac
 
 
@@ -231,7 +118,6 @@ def count_cost(spec: Spec, resolution: int | None = None, per_stage: bool = Fals
     ``per_stage`` adds a row per stem / stage / head (what ``nas info`` prints).
     """
     if resolution is not None and resolution != spec.resolution:
-        from dataclasses import replace
         spec = replace(spec, resolution=resolution)
     r = resolve(spec)
     params = flops = mac = 0
@@ -262,12 +148,11 @@ def _stage_rows(r: Resolved) -> tuple[StageCost, ...]:
         acc["flops"] += f
         acc["mac"] += m
         acc["out_size"] = rb.out_size
-        acc["out_channels"] = rb.block.out_channels if hasattr(rb.block, "out_channels") else rb.in_channels
+        acc["out_channels"] = rb.block.output_channels(rb.in_channels)
     if acc:
         rows.append(StageCost(**acc))
     rows.append(StageCost("head", r.spec.head.kind, 1, r.spec.num_classes, (1, 1), *head_cost(r)))
     return tuple(rows)
 
 
-__all__ = ["Cost", "StageCost", "Tally", "count_cost", "block_cost", "head_cost", "se_channels",
-           "mbconv_mid_channels", "eesp_dilations", "BLOCK_COST", "block_out_size"]
+__all__ = ["Cost", "StageCost", "Tally", "count_cost", "block_cost", "head_cost"]

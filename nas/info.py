@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .cost import Cost, count_cost
-from .spec import Spec, replace
+from .spec import Spec
 from .units import human
 
 

@@ -32,7 +32,8 @@ import yaml
 from . import scale
 from .cost import Cost, count_cost
 from .errors import UserError
-from .spec import Spec, load, resolve, save, spec_hash, write_atomic
+from .io import write_text
+from .spec import Spec, load, resolve, save, spec_hash
 from .units import human
 from .zoo import load_spec, zoo_names
 
@@ -306,11 +307,11 @@ def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inher
     grid_dir.mkdir(parents=True, exist_ok=True)
     if stored_grid is None:
         save(base, grid_dir / BASE_FILE)
-        write_atomic(grid_dir / GRID_FILE, yaml.safe_dump(
+        write_text(grid_dir / GRID_FILE, yaml.safe_dump(
             {"base_source": result.base_source, "base_hash": spec_hash(base),
              "settings": {"step": step, "tolerance": tolerance, "max_candidates": max_candidates},
              "candidates": list(labels)}, sort_keys=False))
-    write_atomic(grid_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text(grid_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     def propose(choose) -> Spec:
         return scale.scale_spec(base, *labels[choose("coefficients", list(labels))], 1)

@@ -37,8 +37,8 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import SpecError, UserError
-from .spec import BLOCK_KINDS, Spec, _did_you_mean, from_dict, round_channels
+from .errors import SpecError, UserError, did_you_mean
+from .spec import BLOCK_KINDS, Spec, from_dict, round_channels
 
 Choose = Callable[[str, list], Any]
 
@@ -84,7 +84,7 @@ def _check_choices(source: str, where: str, choices: Any, per_stage: bool) -> di
     for key, options in choices.items():
         if key not in allowed:
             raise _err(source, f"{where}.{key}", options,
-                       "one of " + ", ".join(sorted(allowed)) + _did_you_mean(key, allowed))
+                       "one of " + ", ".join(sorted(allowed)) + did_you_mean(key, allowed))
         if not isinstance(options, list) or not options:
             raise _err(source, f"{where}.{key}", options, "a non-empty list of options")
         if key == "block":
@@ -102,7 +102,7 @@ def load_space(name_or_path: str) -> Space:
         if not path.exists():
             names = space_names()
             raise UserError(f"space: got {name_or_path!r}; allowed: " + ", ".join(names) + " or a path to a space YAML"
-                            + _did_you_mean(name_or_path, names))
+                            + did_you_mean(name_or_path, names))
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -119,7 +119,7 @@ def space_from_dict(data: Any, source: str = "space") -> Space:
         raise _err(source, "top level", type(data).__name__, "a mapping with keys " + ", ".join(_SPACE_KEYS))
     for key in data:
         if key not in _SPACE_KEYS:
-            raise _err(source, key, data[key], "one of " + ", ".join(_SPACE_KEYS) + _did_you_mean(key, _SPACE_KEYS))
+            raise _err(source, key, data[key], "one of " + ", ".join(_SPACE_KEYS) + did_you_mean(key, _SPACE_KEYS))
     skeleton = data.get("skeleton")
     if not isinstance(skeleton, list) or not skeleton:
         raise _err(source, "skeleton", skeleton, "a non-empty list of stages")

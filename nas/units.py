@@ -16,7 +16,8 @@ def parse_count(text, field: str) -> float:
     """A positive count such as FLOPs or params: ``400M``, ``1.2G``, ``4e8``, ``5000``."""
     value, suffix = _split(text, field, "a positive number such as 400M, 1.2G or 4e8")
     if suffix not in _SCALE:
-        raise UserError(f"{field}: got {text!r}; allowed: a positive number with an optional suffix k, M, G or T (400M, 1.2G, 4e8)")
+        raise UserError(f"{field}: got {text!r}; allowed: a positive number with an optional suffix k, M, G or T "
+                        "(400M, 1.2G, 4e8)")
     return value * _SCALE[suffix]
 
 

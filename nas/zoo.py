@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import SpecError
-from .spec import Spec, _did_you_mean, from_dict, load
+from .errors import SpecError, did_you_mean
+from .spec import Spec, from_dict, load
 
 ZOO_DIR = Path(__file__).parent / "zoo"
 
@@ -35,7 +35,8 @@ def zoo_names() -> list[str]:
 def zoo_spec(name: str) -> Spec:
     table = _table()
     if name not in table:
-        raise SpecError("name", name, "a zoo name (nas.zoo_names()) or a path to a YAML spec" + _did_you_mean(name, table))
+        raise SpecError("name", name,
+                        "a zoo name (nas.zoo_names()) or a path to a YAML spec" + did_you_mean(name, table))
     family, overrides, source = table[name]
     data = {**family, "name": name}
     head = dict(data.get("head", {}))

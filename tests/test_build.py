@@ -42,3 +42,15 @@ def test_residual_blocks_start_as_identity(tiny_spec_dict):
     model = nas.build_model(from_dict(tiny_spec_dict))
     residual = [m for m in model.modules() if getattr(m, "residual", False)]
     assert residual and all(m.project[1].weight.abs().sum() == 0 for m in residual if hasattr(m, "project"))
+
+
+def test_batch_norm_eps_and_momentum_reach_every_batch_norm(tiny_spec_dict):
+    def norms(spec_dict):
+        model = nas.build_model(from_dict(spec_dict))
+        return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    defaults = norms(tiny_spec_dict)
+    assert defaults and all(m.eps == 1e-5 and m.momentum == 0.1 for m in defaults)
+    tuned = norms({**tiny_spec_dict, "batch_norm_eps": 1e-3, "batch_norm_momentum": 0.01})
+    assert len(tuned) == len(defaults)
+    assert all(m.eps == 1e-3 and m.momentum == 0.01 for m in tuned)

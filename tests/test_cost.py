@@ -26,7 +26,7 @@ def _unimplemented(kind: str) -> str | None:
     cls = spec_mod.BLOCK_KINDS[kind]
     block = cls(**{name: 16 for name in cls.channel_fields})
     try:
-        BLOCK_MODULES[kind](block, 16)
+        BLOCK_MODULES[cls](block, 16)
     except NotImplementedError as exc:
         return f"block kind {kind!r} is not implemented yet: {exc}"
     return None
@@ -145,7 +145,7 @@ def _check_shapes(spec: nas.Spec) -> None:
     with torch.inference_mode():
         for rb, block in zip(spec_mod.resolve(spec).blocks, model.blocks, strict=True):
             x = block(x, image) if getattr(block, "takes_image", False) else block(x)
-            expected = (1, spec_mod.block_out_channels(rb.block, rb.in_channels)) + rb.out_size
+            expected = (1, rb.block.output_channels(rb.in_channels)) + rb.out_size
             assert tuple(x.shape) == expected, f"{rb.block} on {rb.in_channels}x{rb.in_size}"
 
 

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import nas
 from nas.blocks.eesp import EESPUnit, StridedEESP
-from nas.cost import eesp_dilations
+from nas.spec import eesp_dilations
 from nas.spec import from_dict, resolve
 
 

@@ -59,7 +59,7 @@ def test_blocks_keep_the_resolved_shapes(resolution, options):
     with torch.inference_mode():
         for rb, block in zip(resolved.blocks, model.blocks):
             x = block(x)
-            assert tuple(x.shape) == (2, spec_mod.block_out_channels(rb.block, rb.in_channels)) + rb.out_size
+            assert tuple(x.shape) == (2, rb.block.output_channels(rb.in_channels)) + rb.out_size
 
 
 def test_skip_adds_the_pooled_input():

@@ -9,8 +9,7 @@ from .layers import ConvNormAct
 
 
 def conv_block(block: spec.Conv, cin: int, drop_path: float = 0.0) -> nn.Module:
-    groups = cin if block.depthwise else block.groups
-    return ConvNormAct(cin, block.out_channels, block.kernel, block.stride, groups, block.activation,
+    return ConvNormAct(cin, block.out_channels, block.kernel, block.stride, block.conv_groups(cin), block.activation,
                        block.batch_norm, block.bias, padding=block.padding)
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import spec
-from ..cost import eesp_dilations
+from ..spec import eesp_dilations
 from .layers import ConvNormAct, DropPath, activation
 
 
@@ -61,7 +61,7 @@ class EESPUnit(nn.Module):
         super().__init__()
         cout = block.out_channels
         self.transform = EESPTransform(cin, cout, 1, block.branches, block.receptive_limit, block.activation)
-        self.residual = cin == cout
+        self.residual = block.has_residual(cin)
         self.drop_path = DropPath(drop_path) if self.residual else nn.Identity()
         self.act = activation(block.activation, cout)
 
@@ -116,16 +116,14 @@ class StridedEESP(nn.Module):
         if self.takes_image:
             if image is None:
                 raise ValueError("this strided EESP has input reinforcement: call it as module(x, image)")
-            out = out + self.reinforce(pool_image(image, out.shape[-2:]))
+            out = out + self.reinforce(pool_image(image, (out.shape[-2], out.shape[-1])))
         return self.act(out)
 
 
-def eesp_block(block: spec.EESP, cin: int, drop_path: float = 0.0,
+def build_eesp(block: spec.EESP, cin: int, drop_path: float = 0.0,
                image_channels: int = spec.EESP.image_channels) -> nn.Module:
     """Block kind ``eesp``: the strided form at stride 2 (no residual, so no drop-path), else the EESP unit."""
     if block.stride == 2:
         return StridedEESP(block, cin, image_channels)
     return EESPUnit(block, cin, drop_path)
 
-
-EESP = eesp_block  # the name nas/blocks/__init__.py registers for kind "eesp"

@@ -43,7 +43,7 @@ class ConvNormAct(nn.Sequential):
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation: global pool, 1x1 to ``squeezed`` channels, act, 1x1 back, sigmoid gate.
 
-    The caller computes ``squeezed`` from the block's *input* channels (see cost.se_channels).
+    The caller computes ``squeezed`` from the block's *input* channels (see nas.spec.se_channels).
     ``gate`` is 'sigmoid' (EfficientNet, MnasNet) or 'hsigmoid' (PP-LCNet's hard sigmoid).
     """
 

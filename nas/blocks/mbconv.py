@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from .. import spec
-from ..cost import mbconv_mid_channels, se_channels
 from .layers import ConvNormAct, DropPath, SqueezeExcite
 
 
@@ -15,19 +14,21 @@ class MBConv(nn.Module):
 
     def __init__(self, block: spec.MBConv, cin: int, drop_path: float = 0.0):
         super().__init__()
-        mid = mbconv_mid_channels(cin, block.expansion)
+        mid = block.mid_channels(cin)
         act = block.activation
         self.expand = ConvNormAct(cin, mid, 1, act=act) if mid != cin else nn.Identity()
         self.depthwise = ConvNormAct(mid, mid, block.kernel, block.stride, groups=mid, act=act)
         # SE squeezes relative to the block input (EfficientNet); its inner activation is the block's.
-        self.se = SqueezeExcite(mid, se_channels(cin, block.se_ratio), act) if block.se_ratio > 0 else nn.Identity()
+        self.se = SqueezeExcite(mid, block.se_channels(cin), act) if block.se_ratio > 0 else nn.Identity()
         self.project = ConvNormAct(mid, block.out_channels, 1)
-        self.residual = block.skip and block.stride == 1 and cin == block.out_channels
+        self.residual = block.has_residual(cin)
         self.drop_path = DropPath(drop_path) if self.residual else nn.Identity()
 
     def zero_init_last(self) -> None:
         if self.residual:
-            nn.init.zeros_(self.project[1].weight)
+            norm = self.project[1]
+            assert isinstance(norm, nn.BatchNorm2d)
+            nn.init.zeros_(norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.se(self.depthwise(self.expand(x))))

@@ -41,7 +41,8 @@ def _depthwise_layer(channels: int, kernel: int, act: str) -> nn.Sequential:
 
 
 class OSA(nn.Module):
-    """[max-pool 3x3/2] -> [1x1 reduce] -> layers x (kxk conv-BN-act) -> concat(input, every layer) -> 1x1 -> [eSE] -> [+input].
+    """[max-pool 3x3/2] -> [1x1 reduce] -> layers x (kxk conv-BN-act) -> concat(input, every layer) -> 1x1
+    -> [eSE] -> [+input].
 
     - stride 2: VoVNet down-samples with a 3x3 / 2 max-pool (ceil mode) at the start of a stage, not
       with a strided conv; everything after it, the identity included, sees the pooled map.
@@ -54,8 +55,7 @@ class OSA(nn.Module):
         super().__init__()
         act, width = block.activation, block.stage_channels
         self.pool = nn.MaxPool2d(3, 2, ceil_mode=True) if block.stride == 2 else nn.Identity()
-        needs_reduce = block.depthwise and cin != width
-        self.reduce = ConvNormAct(cin, width, 1, act=act) if needs_reduce else nn.Identity()
+        self.reduce = ConvNormAct(cin, width, 1, act=act) if block.needs_reduce(cin) else nn.Identity()
         layers = []
         channels = width if block.depthwise else cin
         for _ in range(block.layers):
@@ -67,8 +67,8 @@ class OSA(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.aggregate = ConvNormAct(cin + block.layers * width, block.out_channels, 1, act=act)
         self.ese = EffectiveSqueezeExcite(block.out_channels) if block.ese else nn.Identity()
-        self.residual = block.skip
-        self.drop_path = DropPath(drop_path) if block.skip else nn.Identity()
+        self.residual = block.has_residual(cin)
+        self.drop_path = DropPath(drop_path) if self.residual else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(x)

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from .. import spec
-from ..cost import se_channels
 from .layers import ConvNormAct, DropPath, SqueezeExcite
 
 
@@ -18,17 +17,17 @@ class Separable(nn.Module):
         act = block.activation
         self.depthwise = ConvNormAct(cin, cin, block.kernel, block.stride, groups=cin, act=act)
         # PP-LCNet's SE: ReLU inside, hard-sigmoid gate, with h-swish blocks; others use the block's act.
-        gate = "hsigmoid" if act == "hswish" else "sigmoid"
-        inner = "relu" if act == "hswish" else act
-        self.se = (SqueezeExcite(cin, se_channels(cin, block.se_ratio), inner, gate)
+        self.se = (SqueezeExcite(cin, block.se_channels(cin), block.se_activation, block.se_gate)
                    if block.se_ratio > 0 else nn.Identity())
         self.pointwise = ConvNormAct(cin, block.out_channels, 1, act=act if block.pointwise_activation else "none")
-        self.residual = block.skip and block.stride == 1 and cin == block.out_channels
+        self.residual = block.has_residual(cin)
         self.drop_path = DropPath(drop_path) if self.residual else nn.Identity()
 
     def zero_init_last(self) -> None:
         if self.residual:
-            nn.init.zeros_(self.pointwise[1].weight)
+            norm = self.pointwise[1]
+            assert isinstance(norm, nn.BatchNorm2d)
+            nn.init.zeros_(norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pointwise(self.se(self.depthwise(x)))

@@ -19,6 +19,7 @@ class Shuffle(nn.Module):
         super().__init__()
         half, k, s, act = block.out_channels // 2, block.kernel, block.stride, block.activation
         self.stride = s
+        self.branch1: nn.Module
         if s == 2:  # both halves see the whole input; branch 1 is a depthwise down-sampling + 1x1
             self.branch1 = nn.Sequential(ConvNormAct(cin, cin, k, 2, groups=cin), ConvNormAct(cin, half, 1, act=act))
             branch_in = cin

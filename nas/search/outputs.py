@@ -13,7 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from ..spec import loads, replace, save, write_atomic
+from ..io import write_text
+from ..spec import loads, replace, save
 from ..units import human
 
 CSV_COLUMNS = ("number", "state", "params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash",
@@ -51,7 +52,7 @@ def write_trials_csv(run_dir: Path, records: list[dict]) -> None:
         row = {k: r.get(k) for k in CSV_COLUMNS}
         row["decisions"] = json.dumps(r.get("decisions", {}), sort_keys=True)
         writer.writerow(row)
-    write_atomic(run_dir / "trials.csv", buffer.getvalue())
+    write_text(run_dir / "trials.csv", buffer.getvalue())
 
 
 def trial_spec(record: dict, name: str):
@@ -122,7 +123,7 @@ def write_report(run_dir: Path, records: list[dict], best: dict | None, front: l
         lines += [f"| {r['number']} | {r['accuracy']:.4f} | {r['cost']:.4g} | {human(r['flops'])} | {r['params']:,} "
                   f"| {r['reward']:.4f} |" for r in front]
     text = "\n".join(lines) + "\n"
-    write_atomic(run_dir / "report.md", text)
+    write_text(run_dir / "report.md", text)
     return text
 
 

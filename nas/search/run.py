@@ -12,8 +12,8 @@ import yaml
 
 from ..errors import UserError
 from ..evaluate.data import check_dataset_name
+from ..io import write_text
 from ..space import load_space, sample
-from ..spec import write_atomic
 from . import outputs
 from .candidate import Context
 from .config import SearchConfig, parse_pairs, resolve_config
@@ -51,7 +51,7 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
         energy_available()  # one line, exit 2, instead of every trial failing
     run_dir = Path(config.out) if config.out else Path("runs") / f"{Path(config.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir)}, sort_keys=False))
+    write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir)}, sort_keys=False))
     return config, run_dir, stored is not None
 
 
