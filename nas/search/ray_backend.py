@@ -107,7 +107,8 @@ def _worker_context(job: Job) -> Context:
 
             config = job.config
             if config.train.device == "auto" and config.gpus_per_trial == 0:
-                config = replace(config, train=replace(config.train, device="cpu"))  # a GPU the trial did not reserve is another trial's
+                # a GPU the trial did not reserve is another trial's
+                config = replace(config, train=replace(config.train, device="cpu"))
             evaluator = make_configured_evaluator(config, list(job.seen_scores))
         _worker_contexts.clear()
         _worker_contexts[job.key] = Context(job.config, job.propose, evaluator, evaluated=dict(job.evaluated))
@@ -287,8 +288,8 @@ def _make_scheduler(config: SearchConfig):
     the median pruner's warm-up also skips epoch 1) is below the median of the others there stops."""
     if config.pruner == "none" or optuna_backend.multi_objective(config) or config.train.epochs < 3:
         return None  # with 1-2 epochs no rung lies before the end
-    return ASHAScheduler(time_attr="epoch", metric="accuracy", mode="max", max_t=config.train.epochs, grace_period=2,
-                         reduction_factor=2)
+    return ASHAScheduler(time_attr="epoch", metric="accuracy", mode="max", max_t=config.train.epochs,
+                         grace_period=2, reduction_factor=2)
 
 
 def _error_text(trial) -> str:
