@@ -7,6 +7,7 @@ import json
 import sys
 
 from .errors import UserError
+from .settings import GRID_KEYS, KEYS, help_lines
 
 
 def _info(args) -> int:
@@ -68,10 +69,12 @@ def _scale(args) -> int:
 def _add_scale_parser(sub) -> None:
     scale = sub.add_parser(
         "scale", help="compound-scale a base spec into a family (EfficientNet's phi)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="nas scale --phi 1..7 [--base SPEC|RUN_DIR] [--alpha A --beta B --gamma G | "
-                    "--preset efficientnet] [--out DIR] [key=value ...]; keys: step (default 0.05), tolerance "
-                    "(0.1), max_candidates (16) of the grid, and the search's evaluation keys (epochs, dataset, "
-                    "resolution, evaluator, seed, ...), which a run directory's base inherits from that run")
+                    "--preset efficientnet] [--out DIR] [key=value ...]",
+        epilog="keys of the grid (key=DEFAULT):\n" + help_lines(GRID_KEYS) + "\n\nand the search's evaluation and "
+               "execution keys (epochs, dataset, resolution, evaluator, seed, workers, backend, ...; see "
+               "nas search --help),\nwhich a run directory's base inherits from that run")
     # Values are kept as text and checked by nas.scale, so every mistake reads the same way.
     scale.add_argument("--phi", required=True, help="compound coefficients: a range 1..7, a list 1,3,5 or one value")
     scale.add_argument("--base", help="a zoo name, a YAML spec or a run directory (default: the newest run's "
@@ -125,7 +128,11 @@ def make_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
 
     search = sub.add_parser("search", help="search a space for an efficient base architecture",
-                            description="nas search [experiment=NAME] [key=value ...]; keys: see README")
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="nas search [experiment=NAME] [key=value ...]\n\nSettings: defaults < "
+                                        "experiments/NAME.yaml < key=value; a run directory (out=) resumes with its "
+                                        "own.",
+                            epilog="keys (key=DEFAULT):\n" + help_lines(KEYS))
     search.add_argument("pairs", nargs="*", metavar="key=value")
     search.add_argument("--quiet", action="store_true", help="no progress bar")
     search.set_defaults(run=_search)

@@ -20,7 +20,6 @@ at the proxy resolution times the candidate's own resolution growth instead (dig
 
 from __future__ import annotations
 
-import difflib
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -31,19 +30,17 @@ import yaml
 
 from . import scale
 from .cost import Cost, count_cost
-from .errors import UserError
+from .errors import UserError, did_you_mean
 from .io import write_text
+from .settings import GRID_KEYS, TRAIN_KEYS, GridSettings, parse_grid, parse_pairs
 from .spec import Spec, load, resolve, save, spec_hash
 from .units import human
 from .zoo import load_spec, zoo_names
 
-#: The grid's defaults: 0.05 steps from 1 to 1.3, alpha*beta^2*gamma^2 within 2 +- 0.1 (53 points, the
-#: paper's 1.2, 1.1, 1.15 among them), of which max_candidates are evaluated, evenly spread. 16 candidates
-#: of 4 proxy epochs on digits took about 3 minutes for an EfficientNet-B0 base on a 2-core CPU, and would
-#: take about 8 for the largest base of the MnasNet space (1.2G FLOPs); all 53 would take 11 and 26.
-DEFAULT_STEP = 0.05
-DEFAULT_TOLERANCE = 0.1
-DEFAULT_MAX_CANDIDATES = 16
+#: The grid's defaults (why these: nas.settings.GridSettings, where the grid keys are declared).
+DEFAULT_STEP = GridSettings.step
+DEFAULT_TOLERANCE = GridSettings.tolerance
+DEFAULT_MAX_CANDIDATES = GridSettings.max_candidates
 TARGET_PRODUCT = 2.0
 DRIFT_LIMIT = 0.10
 PRESETS = ("efficientnet",)
@@ -56,11 +53,9 @@ RUNS_DIR = Path("runs")
 
 #: The settings that make an evaluation what it is; a base taken from a search run inherits them from
 #: the run's config.yaml, so the grid's candidates are measured the way the search measured the base.
-EVALUATION_KEYS = ("evaluator", "dataset", "data_dir", "resolution", "epochs", "batch_size", "lr", "optimizer",
-                   "schedule", "seed", "top_k", "device")
+EVALUATION_KEYS = ("evaluator", "dataset", "data_dir", "resolution", "seed", "top_k") + TRAIN_KEYS
 #: How the grid runs (not inherited: a machine's business).
 EXECUTION_KEYS = ("pruner", "workers", "backend", "ray_address", "cpus_per_trial", "gpus_per_trial", "concurrent")
-GRID_KEYS = ("step", "tolerance", "max_candidates")
 #: The grid's own defaults for search settings: every candidate trains to the end, so all accuracies compare.
 GRID_SETTINGS = {"pruner": "none"}
 
@@ -173,28 +168,17 @@ def _method(alpha, beta, gamma, preset) -> str:
 
 def split_pairs(pairs) -> tuple[dict, list[str]]:
     """key=value pairs -> (grid settings parsed, the search settings left as key=value). Unknown keys fail."""
-    from .search.config import parse_pairs
-
     grid, search = {}, []
-    allowed = GRID_KEYS + EVALUATION_KEYS + EXECUTION_KEYS
+    allowed = (*GRID_KEYS, *EVALUATION_KEYS, *EXECUTION_KEYS)
     for key, value in parse_pairs(list(pairs)).items():
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"unknown key {key!r} for nas scale{hint}; allowed: " + ", ".join(allowed))
+            raise UserError(f"unknown key {key!r} for nas scale{did_you_mean(key, allowed)}; allowed: "
+                            + ", ".join(allowed))
         if key in GRID_KEYS:
-            grid[key] = _grid_value(key, value)
+            grid[key] = value
         else:
             search.append(f"{key}={value}")
-    return grid, search
-
-
-def _grid_value(key: str, value: str):
-    try:
-        return int(value) if key == "max_candidates" else float(value)
-    except ValueError:
-        allowed = "a positive integer" if key == "max_candidates" else "a number such as 0.05"
-        raise UserError(f"{key}: got {value!r}; allowed: {allowed}") from None
+    return parse_grid(grid), search
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,7 +322,7 @@ def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inher
 
 def describe_evaluation(config) -> str:
     """'train on digits, 4 epochs, seed 0'."""
-    epochs = "" if config.evaluator.startswith("zero_cost") else f", {config.epochs} epochs"
+    epochs = "" if config.evaluator.startswith("zero_cost") else f", {config.train.epochs} epochs"
     return f"{config.evaluator} on {config.dataset}{epochs}, seed {config.seed}"
 
 

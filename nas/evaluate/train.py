@@ -17,33 +17,10 @@ import torch
 from torch import nn
 
 from ..build import build_model
+from ..settings import TrainSettings
 from ..spec import Spec
 from .data import Split
 from .fast_convs import fast_convs
-
-SCHEDULES = ("cosine", "cyclic")
-OPTIMIZERS = ("adamw", "sgd")
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 4
-    batch_size: int = 32
-    optimizer: str = "adamw"      # or "sgd" (Nesterov momentum)
-    lr: float = 0.003
-    momentum: float = 0.9         # sgd only
-    weight_decay: float = 0.01
-    label_smoothing: float = 0.0
-    schedule: str = "cosine"      # or "cyclic": ESPNetv2's cyclic schedule
-    cycle_epochs: float = 1.0     # length of one cycle of the cyclic schedule
-    lr_min_ratio: float = 0.2     # cyclic: the learning rate falls to lr * lr_min_ratio within each cycle
-    device: str = "auto"
-    seed: int = 0
-    # torch CPU threads. Small-image training is bound by per-op dispatch, not arithmetic: a second thread
-    # gains little and, on a busy machine, makes every op wait for both (measured 10-20x slower). Run
-    # parallel trials (workers=, backend=ray) instead. 0 keeps torch's default.
-    threads: int = 1
-    rewrite_convs: bool = True    # CPU: crop dead kernel taps, 1x1 convs as matrix products (exact)
 
 
 def pick_device(name: str) -> torch.device:

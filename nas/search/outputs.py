@@ -110,7 +110,7 @@ def write_report(run_dir: Path, records: list[dict], best: dict | None, front: l
     lines = [f"# Search report: {run_dir.name}", "",
              f"space `{config.space}`, objective {config.objective}, target {human(config.cost_target())}, "
              f"reward {config.reward} (w = {config.w}), sampler {config.sampler}, evaluator {config.evaluator}, "
-             f"data set {config.dataset}, {config.epochs} epochs per candidate.", "",
+             f"data set {config.dataset}, {config.train.epochs} epochs per candidate.", "",
              "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; {seconds:.0f} s evaluating.", ""]
     if best:
         lines += [f"**best** (trial {best['number']}): reward {best['reward']:.4f}, accuracy {best['accuracy']:.4f}, "

@@ -106,8 +106,9 @@ def _worker_context(job: Job) -> Context:
             from .run import make_configured_evaluator
 
             config = job.config
-            if config.device == "auto" and config.gpus_per_trial == 0:
-                config = replace(config, device="cpu")  # a GPU the trial did not reserve is another trial's
+            if config.train.device == "auto" and config.gpus_per_trial == 0:
+                # a GPU the trial did not reserve is another trial's
+                config = replace(config, train=replace(config.train, device="cpu"))
             evaluator = make_configured_evaluator(config, list(job.seen_scores))
         _worker_contexts.clear()
         _worker_contexts[job.key] = Context(job.config, job.propose, evaluator, evaluated=dict(job.evaluated))
@@ -160,7 +161,7 @@ def _trial(tune_config: dict, job: Job) -> None:
     torch.set_num_threads(max(1, int(job.config.cpus_per_trial)))
     ctx = _worker_context(job)
     values = tune_config.get(GRID_KEY, tune_config)
-    io = _TuneIO(values, job.config.epochs)
+    io = _TuneIO(values, job.config.train.epochs)
     if KNOWN_KEY in tune_config:  # the searcher knows this architecture's accuracy: not trained again
         key = spec_hash(ctx.propose(fixed_choices(values)))
         ctx.evaluated.setdefault(key, tune_config[KNOWN_KEY])
@@ -285,10 +286,10 @@ def _warm_start(previous: list[dict], propose: Callable, multi: bool):
 def _make_scheduler(config: SearchConfig):
     """ASHA in place of the median pruner: a candidate whose held-out accuracy at a rung (epoch 2, 4, ...;
     the median pruner's warm-up also skips epoch 1) is below the median of the others there stops."""
-    if config.pruner == "none" or optuna_backend.multi_objective(config) or config.epochs < 3:
+    if config.pruner == "none" or optuna_backend.multi_objective(config) or config.train.epochs < 3:
         return None  # with 1-2 epochs no rung lies before the end
-    return ASHAScheduler(time_attr="epoch", metric="accuracy", mode="max", max_t=config.epochs, grace_period=2,
-                         reduction_factor=2)
+    return ASHAScheduler(time_attr="epoch", metric="accuracy", mode="max", max_t=config.train.epochs,
+                         grace_period=2, reduction_factor=2)
 
 
 def _error_text(trial) -> str:

@@ -59,13 +59,9 @@ def make_configured_evaluator(config: SearchConfig, seen_scores=None) -> Callabl
     """The evaluator the settings name (train, zero_cost:NAME, hybrid) on the configured data set."""
     from ..evaluate.data import load_dataset
     from ..evaluate.evaluators import make_evaluator
-    from ..evaluate.train import TrainSettings
 
     data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=config.resolution)
-    settings = TrainSettings(epochs=config.epochs, batch_size=config.batch_size, optimizer=config.optimizer,
-                             lr=config.lr, schedule=config.schedule, device=config.device, seed=config.seed,
-                             threads=max(1, int(config.cpus_per_trial)) if config.backend == "ray" else 1)
-    return make_evaluator(config.evaluator, data, settings, config.top_k, seen_scores)
+    return make_evaluator(config.evaluator, data, config.train_settings(), config.top_k, seen_scores)
 
 
 def build_context(config: SearchConfig, evaluator: Callable | None = None, seen_scores=None) -> Context:
