@@ -35,7 +35,7 @@ def tiny_path(tmp_path, tiny_spec_dict):
 
 def params_as_accuracy(spec, report=None):
     """A stand-in evaluator: deterministic, instant, and it prefers bigger models."""
-    return Evaluation(accuracy=count_cost(spec).params / 1e6, seconds=0.01)
+    return Evaluation(score=count_cost(spec).params / 1e6, seconds=0.01)
 
 
 def read_csv(path):
@@ -142,7 +142,7 @@ def test_identical_architectures_are_evaluated_once(tiny_spec_dict):
     first = evaluator(a)
     evaluator._evaluators[8] = lambda spec, report=None: calls.append(spec)  # would record a second evaluation
     again = evaluator(b)
-    assert calls == [] and again.accuracy == first.accuracy and again.seconds == 0.0
+    assert calls == [] and again.score == first.score and again.seconds == 0.0
     assert evaluator.resolution_for(scale.scale_spec(tiny, 1.0, 1.0, 1.3, 1)) == 10  # 8 * 21 / 16
 
 
@@ -190,7 +190,7 @@ from nas.evaluate.evaluators import Evaluation
 
 def slow(spec, report=None):
     time.sleep(1.5)
-    return Evaluation(accuracy=count_cost(spec).params / 1e6, seconds=1.5)
+    return Evaluation(score=count_cost(spec).params / 1e6, seconds=1.5)
 
 scale_run.run_scale("1..2", base=sys.argv[1], out=sys.argv[2], pairs=["max_candidates=3"], evaluator=slow,
                     progress=False)

@@ -12,11 +12,13 @@ import yaml
 
 from ..errors import UserError
 from ..evaluate.data import check_dataset_name
+from ..io import write_text
 from ..space import load_space, sample
-from ..spec import write_atomic
 from . import outputs
+from .backend import backend_for
 from .candidate import Context
 from .config import SearchConfig, parse_pairs, resolve_config
+from .evaluation import make_configured_evaluator
 
 CONFIG_FILE = "config.yaml"
 
@@ -51,37 +53,14 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
         energy_available()  # one line, exit 2, instead of every trial failing
     run_dir = Path(config.out) if config.out else Path("runs") / f"{Path(config.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir)}, sort_keys=False))
+    write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir)}, sort_keys=False))
     return config, run_dir, stored is not None
-
-
-def make_configured_evaluator(config: SearchConfig, seen_scores=None) -> Callable:
-    """The evaluator the settings name (train, zero_cost:NAME, hybrid) on the configured data set."""
-    from ..evaluate.data import load_dataset
-    from ..evaluate.evaluators import make_evaluator
-    from ..evaluate.train import TrainSettings
-
-    data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=config.resolution)
-    settings = TrainSettings(epochs=config.epochs, batch_size=config.batch_size, optimizer=config.optimizer,
-                             lr=config.lr, schedule=config.schedule, device=config.device, seed=config.seed,
-                             threads=max(1, int(config.cpus_per_trial)) if config.backend == "ray" else 1)
-    return make_evaluator(config.evaluator, data, settings, config.top_k, seen_scores)
 
 
 def build_context(config: SearchConfig, evaluator: Callable | None = None, seen_scores=None) -> Context:
     space = load_space(config.space)
     evaluator = evaluator or make_configured_evaluator(config, seen_scores)
     return Context(config, partial(sample, space), evaluator)
-
-
-def _backend(name: str):
-    if name == "ray":
-        from . import ray_backend
-
-        return ray_backend
-    from . import optuna_backend
-
-    return optuna_backend
 
 
 def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bool = True,
@@ -94,7 +73,8 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
 def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context: Callable[[list], Context],
                progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
     """The loop shared by `nas search` and the `nas scale` grid: resume, run the backend, write outputs."""
-    backend = _backend(config.backend)
+    backend = backend_for(config.backend)
+    backend.recover_interrupted(run_dir, config)
     previous = backend.records(run_dir, config)
     done_before = sum(r["state"] in ("complete", "pruned", "failed") for r in previous)
     if resumed:
