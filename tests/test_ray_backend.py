@@ -21,6 +21,7 @@ import nas
 from nas.evaluate.evaluators import Evaluation
 from nas.search import run_search
 from nas.search import ray_backend
+from nas.search.ray_records import Sessions
 from nas.search.candidate import Context
 from nas.search.config import SearchConfig, resolve_config
 from nas.search.run import run_trials
@@ -193,7 +194,7 @@ def test_killed_driver_resumes_into_the_same_run(tiny_space, tmp_path):
     assert [(r["trial_id"], r["accuracy"]) for r in after[:len(before)]] == \
         [(r["trial_id"], r["accuracy"]) for r in before]  # nothing finished was lost or redone
     assert sum(r["state"] in ("complete", "pruned", "failed") for r in after) == 6
-    assert ray_backend._sessions(out / "ray") == [out / "ray" / "session-1"]  # restored, not started afresh
+    assert Sessions(out / "ray").all() == [out / "ray" / "session-1"]  # restored, not started afresh
     assert (out / "ray" / "session-1.done").exists()
 
 

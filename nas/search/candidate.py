@@ -26,7 +26,7 @@ class TrialIO(Protocol):
 
 @dataclass
 class Outcome:
-    """A completed candidate: the evaluator's score (see Evaluation), its cost and its reward."""
+    """A completed candidate: the evaluator's score (nas.evaluate.evaluators.Evaluation), its cost, its reward."""
 
     score: float
     cost: float

@@ -110,15 +110,8 @@ def warm_start(previous: list[dict], propose: Callable, multi: bool) -> optuna.s
     for r in previous:
         if r["state"] not in ("complete", "pruned", "failed") or not r.get("decisions"):
             continue
-        asked = {}
-
-        def choose(name, options, decisions=r["decisions"]):
-            asked[name] = CategoricalDistribution(options)
-            return decisions[name]
-
-        try:
-            propose(choose)
-        except Exception:  # the space changed since: this trial can't teach the sampler
+        asked = _replayed(propose, r["decisions"])
+        if asked is None:  # the space changed since: this trial can't teach the sampler
             continue
         params = {name: r["decisions"][name] for name in asked}
         if r["state"] == "complete" and r.get("reward") is not None:
@@ -130,6 +123,22 @@ def warm_start(previous: list[dict], propose: Callable, multi: bool) -> optuna.s
             study.add_trial(create_trial(params=params, distributions=asked, state=state,
                                          intermediate_values=curve))
     return storage
+
+
+def _replayed(propose: Callable, decisions: dict) -> dict[str, CategoricalDistribution] | None:
+    """The decisions ``propose`` asks for when given a trial's recorded ones, each with its options;
+    None when it can't replay them."""
+    asked = {}
+
+    def choose(name, options):
+        asked[name] = CategoricalDistribution(options)
+        return decisions[name]
+
+    try:
+        propose(choose)
+    except Exception:
+        return None
+    return asked
 
 
 def make_scheduler(config: SearchConfig) -> ASHAScheduler | None:

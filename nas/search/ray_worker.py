@@ -37,7 +37,7 @@ class Job:
     evaluator: Callable | None = None
     seen_scores: tuple[float, ...] = ()          # hybrid: proxy scores of earlier trials
     evaluated: dict = field(default_factory=dict)  # spec hash -> accuracy, seconds (earlier trials)
-    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # one per search session
 
 
 def job_for(ctx: Context, previous: list[dict]) -> Job:
@@ -65,7 +65,7 @@ _worker_context: dict[str, Context] = {}
 
 
 def context_for(job: Job) -> Context:
-    if job.key not in _worker_context:
+    if job.job_id not in _worker_context:
         evaluator = job.evaluator
         if evaluator is None:
             from .evaluation import make_configured_evaluator
@@ -75,8 +75,8 @@ def context_for(job: Job) -> Context:
                 config = replace(config, device="cpu")  # a GPU the trial did not reserve is another trial's
             evaluator = make_configured_evaluator(config, list(job.seen_scores))
         _worker_context.clear()
-        _worker_context[job.key] = Context(job.config, job.propose, evaluator, evaluated=dict(job.evaluated))
-    return _worker_context[job.key]
+        _worker_context[job.job_id] = Context(job.config, job.propose, evaluator, evaluated=dict(job.evaluated))
+    return _worker_context[job.job_id]
 
 
 class TuneTrialIO:

@@ -80,12 +80,8 @@ def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context:
     if resumed:
         say(f"resuming {run_dir}: {done_before} of {config.trials} trials finished")
     ctx = make_context([r["proxy_score"] for r in previous if r.get("proxy_score") is not None])
-    for r in previous:  # an architecture evaluated (or timed) before a restart is not trained (or timed) again
-        if r["state"] == "complete" and r.get("spec_hash") and r.get("accuracy") is not None:
-            ctx.evaluated.setdefault(r["spec_hash"], {"accuracy": r["accuracy"], "seconds": r.get("seconds") or 0})
-        if config.objective in ("latency", "energy") and r.get("spec_hash") and r.get("cost") is not None:
-            ctx.measured.setdefault(ctx.measured_key(r["spec_hash"]), r["cost"])
-    bar = _progress(config.trials, done_before, previous, enabled=progress)
+    remember_earlier_trials(ctx, previous)
+    bar = ProgressBar(config.trials, done_before, previous, enabled=progress)
     try:
         backend.search(ctx, run_dir, bar.update_with)
     finally:
@@ -95,7 +91,16 @@ def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context:
     return SearchResult(run_dir, config, records, best, resumed)
 
 
-class _progress:
+def remember_earlier_trials(ctx: Context, previous: list[dict]) -> None:
+    """An architecture evaluated (or timed) before a restart is not trained (or timed) again."""
+    for r in previous:
+        if r["state"] == "complete" and r.get("spec_hash") and r.get("accuracy") is not None:
+            ctx.evaluated.setdefault(r["spec_hash"], {"accuracy": r["accuracy"], "seconds": r.get("seconds") or 0})
+        if ctx.config.objective in ("latency", "energy") and r.get("spec_hash") and r.get("cost") is not None:
+            ctx.measured.setdefault(ctx.measured_key(r["spec_hash"]), r["cost"])
+
+
+class ProgressBar:
     """A tqdm bar of finished trials with the best reward so far."""
 
     def __init__(self, total: int, done: int, previous: list[dict], enabled: bool):
