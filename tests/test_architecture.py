@@ -108,10 +108,12 @@ def test_no_import_cycle_among_nas_modules():
 
 
 def test_torch_free_layers_import_without_torch():
+    """...and without a search backend: nas.search loads its runner (and Optuna, Ray) on first use."""
     code = ("import sys\n"
             f"for name in {TORCH_FREE!r}:\n"
             "    __import__(name)\n"
             "    assert 'torch' not in sys.modules, name + ' imported torch'\n"
+            "assert not {'nas.search.run', 'optuna', 'ray'} & set(sys.modules), 'nas.search imported a backend'\n"
             "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=PACKAGE_ROOT.parent)
