@@ -86,10 +86,10 @@ def measure(index: int, spec: Spec) -> dict:
     row = {"index": index, "spec_hash": spec_hash(spec), "params": cost.params, "flops": cost.flops}
     start = time.perf_counter()
     for proxy in PROXIES:
-        row[proxy] = ZeroCostEvaluator(proxy, data, seed, BATCH)(spec).accuracy
+        row[proxy] = ZeroCostEvaluator(proxy, data, seed, BATCH)(spec).score
     row["proxy_seconds"] = time.perf_counter() - start
     result = TrainEvaluator(data, settings)(spec)
-    row["accuracy"], row["train_seconds"] = result.accuracy, result.seconds
+    row["accuracy"], row["train_seconds"] = result.score, result.seconds
     return row
 
 

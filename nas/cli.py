@@ -56,10 +56,11 @@ def _export(args) -> int:
 
 
 def _scale(args) -> int:
-    from .scale_run import run_scale
+    from .scale_run import ScaleRequest, run_scale
 
-    result = run_scale(args.phi, base=args.base, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
-                       preset=args.preset, out=args.out, pairs=args.pairs, progress=not args.quiet)
+    request = ScaleRequest(args.phi, base=args.base, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
+                           preset=args.preset, out=args.out, pairs=tuple(args.pairs))
+    result = run_scale(request, progress=not args.quiet)
     print(result.report())
     for warning in result.warnings:
         print(f"nas: warning: {warning}", file=sys.stderr)

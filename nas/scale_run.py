@@ -12,15 +12,12 @@ Three ways to get alpha (depth), beta (width) and gamma (resolution):
 Then every phi asked for is scaled, costed and written to OUT: ``<base>-phi<k>.yaml`` (the preset
 names them ``<family>-b<k>``), family.csv, family.png, and for the grid grid.csv and grid.png.
 
-The proxy evaluators train every spec at the data set's resolution, whatever the spec says, so a
-grid run naively would not see gamma at all. :class:`ScaledResolutionEvaluator` trains each candidate
-at the proxy resolution times the candidate's own resolution growth instead (digits' 8 pixels x 1.15
--> 9 pixels, upsampled); the base's proxy resolution is ``resolution=`` or the data set's own.
+The grid trains each candidate at the proxy resolution times its own resolution growth, so that it
+sees gamma at all (:mod:`nas.scaled_resolution`).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,8 +29,9 @@ from . import scale
 from .cost import Cost, count_cost
 from .errors import UserError, did_you_mean
 from .io import write_text
+from .scaled_resolution import ScaledResolutionEvaluator
 from .settings import GRID_KEYS, TRAIN_KEYS, GridSettings, parse_grid, parse_pairs
-from .spec import Spec, load, resolve, save, spec_hash
+from .spec import Spec, load, save, spec_hash
 from .units import human
 from .zoo import load_spec, zoo_names
 
@@ -58,6 +56,26 @@ EVALUATION_KEYS = ("evaluator", "dataset", "data_dir", "resolution", "seed", "to
 EXECUTION_KEYS = ("pruner", "workers", "backend", "ray_address", "cpus_per_trial", "gpus_per_trial", "concurrent")
 #: The grid's own defaults for search settings: every candidate trains to the end, so all accuracies compare.
 GRID_SETTINGS = {"pruner": "none"}
+
+
+@dataclass(frozen=True)
+class ScaleRequest:
+    """What `nas scale` is asked to do: the command line's arguments.
+
+    ``phi``: "1..7", "1,3,5" or "4". ``base``: a zoo name, a YAML spec or a run directory (None: the newest
+    run with a best.yaml). ``alpha``/``beta``/``gamma`` (all three, numbers or their text) or ``preset``
+    skip the grid. ``out``: the family's folder (None: runs/<base>-scale-<time>). ``pairs``: key=value
+    settings of the grid (step, tolerance, max_candidates) and of its evaluation (epochs, dataset, ...).
+    """
+
+    phi: str | int
+    base: str | None = None
+    alpha: float | str | None = None
+    beta: float | str | None = None
+    gamma: float | str | None = None
+    preset: str | None = None
+    out: str | None = None
+    pairs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -108,26 +126,24 @@ class ScaleResult:
 # The one entry point
 # --------------------------------------------------------------------------------------------
 
-def run_scale(phi, base: str | None = None, alpha=None, beta=None, gamma=None, preset: str | None = None,
-              out: str | None = None, pairs: list[str] = (), evaluator: Callable | None = None,
-              progress: bool = True, say: Callable[[str], None] = print, runs_dir: Path = RUNS_DIR) -> ScaleResult:
-    """`nas scale`: find or take the coefficients, scale ``base`` for every phi, write the family to ``out``.
+def run_scale(request: ScaleRequest, evaluator: Callable | None = None, progress: bool = True,
+              say: Callable[[str], None] = print, runs_dir: Path = RUNS_DIR) -> ScaleResult:
+    """`nas scale`: find or take the coefficients, scale the base for every phi, write the family.
 
-    ``phi``: "1..7", "1,3,5" or "4". ``base``: a zoo name, a YAML spec or a run directory (default: the
-    newest run under ``runs_dir`` with a best.yaml). ``pairs``: key=value settings of the grid (step,
-    tolerance, max_candidates) and of its evaluation (epochs, dataset, resolution, ...).
-    ``evaluator(spec, report) -> Evaluation`` replaces the configured one (tests).
+    ``evaluator(spec, report) -> Evaluation`` replaces the configured one (tests); ``runs_dir`` is where
+    runs are looked for and written when no base or out is given.
     """
+    phi, alpha, beta, gamma = request.phi, request.alpha, request.beta, request.gamma
     phis = scale.parse_phi(phi)
-    grid_settings, search_pairs = split_pairs(pairs)
-    method = _method(alpha, beta, gamma, preset)
+    grid_settings, search_pairs = split_pairs(request.pairs)
+    method = _method(alpha, beta, gamma, request.preset)
     if method != "grid" and (grid_settings or search_pairs):
         given = ", ".join(list(grid_settings) + [p.split("=", 1)[0] for p in search_pairs])
         raise UserError(f"{given}: settings of the grid, which {method} coefficients skip; "
                         "allowed: no key=value with --alpha/--beta/--gamma or --preset")
-    out_dir = _out_dir(out)
+    out_dir = _out_dir(request.out)
     stored_grid = _stored_grid(out_dir) if out_dir else None
-    base_spec, base_source, inherited = _load_base(base, stored_grid, out_dir, runs_dir)
+    base_spec, base_source, inherited = _load_base(request.base, stored_grid, out_dir, runs_dir)
     out_dir = out_dir or runs_dir / f"{base_spec.name}-scale-{time.strftime('%Y%m%d-%H%M%S')}"
     if method == "preset" and max(phis) > max(scale.EFFICIENTNET_PRESET):
         raise UserError(f"phi: got {phi!r}; allowed with --preset efficientnet: 1 to {max(scale.EFFICIENTNET_PRESET)}")
@@ -350,66 +366,3 @@ def grid_results(records: list[dict], labels: dict, base_flops: int) -> list[dic
                         "accuracy": r.get("accuracy") if r["state"] == "complete" else None,
                         "state": r["state"], "seconds": r.get("seconds"), "trial": r["number"]})
     return results
-
-
-# --------------------------------------------------------------------------------------------
-# The proxy at the candidate's resolution
-# --------------------------------------------------------------------------------------------
-
-def native_resolution(config) -> int:
-    """The side of the configured data set's images (8 for digits)."""
-    from .evaluate.data import load_dataset
-
-    return load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir).resolution
-
-
-class ScaledResolutionEvaluator:
-    """The configured evaluator, with each spec trained at the proxy resolution times the spec's resolution
-    growth over the base: round(proxy * spec.resolution / base_resolution) pixels.
-
-    The proxy resolution (the base's) is ``config.resolution``, or the data set's own when that is unset.
-    One evaluator (one upsampled copy of the data) is kept per resolution met. Coefficients that round to
-    the same architecture at the same proxy resolution (common on small bases: repeats round up, channels
-    to multiples of 8) are evaluated once.
-    """
-
-    def __init__(self, config, base_resolution: int, seen_scores: list | None = None,
-                 proxy_resolution: int | None = None):
-        self.config, self.base_resolution, self.seen_scores = config, base_resolution, seen_scores
-        self.proxy_resolution = proxy_resolution or config.resolution or native_resolution(config)
-        self._evaluators: dict[int, Callable] = {}
-        self._done: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    def resolution_for(self, spec: Spec) -> int:
-        return max(1, round(self.proxy_resolution * spec.resolution / self.base_resolution))
-
-    def __getstate__(self):  # sent to Ray workers: no lock, no loaded data (each worker loads its own)
-        return {**self.__dict__, "_lock": None, "_evaluators": {}, "_done": {}}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state, _lock=threading.Lock())
-
-    def __call__(self, spec: Spec, report=None):
-        from .search.run import make_configured_evaluator
-
-        side = self.resolution_for(spec)
-        key = architecture_key(replace(spec, resolution=side))
-        with self._lock:
-            if key in self._done:
-                return replace(self._done[key], seconds=0.0)
-            if side not in self._evaluators:
-                self._evaluators[side] = make_configured_evaluator(replace(self.config, resolution=side),
-                                                                   self.seen_scores)
-        evaluation = self._evaluators[side](spec, report)
-        with self._lock:
-            self._done[key] = evaluation
-        return evaluation
-
-
-def architecture_key(spec: Spec) -> str:
-    """What the built model is, after rounding: every block with its channels and sizes, the head, the classes.
-    Two specs with different multipliers but one key build the same network."""
-    resolved = resolve(spec)
-    return repr((resolved.blocks, resolved.head_channels, spec.head, spec.num_classes, spec.in_channels,
-                 spec.drop_path))

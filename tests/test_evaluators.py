@@ -37,7 +37,7 @@ def test_hybrid_trains_only_a_candidate_whose_synflow_is_the_best_so_far(tiny_sp
     records = sorted(result.records, key=lambda r: r["number"])
     assert len({r["spec_hash"] for r in records}) == 5, "a repeated architecture would skip the screen"
     screen = ZeroCostEvaluator("synflow", load_dataset("digits", seed=0), seed=0)
-    scores = [screen(nas.loads(r["spec_yaml"])).accuracy for r in records]
+    scores = [screen(nas.loads(r["spec_yaml"])).score for r in records]
     rows = _rows(out)
 
     for i, (record, row) in enumerate(zip(records, rows)):

@@ -21,6 +21,7 @@ import nas
 from nas.evaluate.evaluators import Evaluation
 from nas.search import run_search
 from nas.search import ray_backend
+from nas.search.ray_records import JournalFollower, Sessions
 from nas.search.candidate import Context
 from nas.search.config import SearchConfig, resolve_config
 from nas.search.run import run_trials
@@ -169,6 +170,25 @@ def test_journal_skips_a_half_written_line_and_duplicates(tmp_path):
     assert len(rows) == 1 and rows[0]["number"] == 0 and rows[0]["accuracy"] == 0.5
 
 
+def test_journal_follower_hands_on_each_new_record_once(tmp_path):
+    journal = tmp_path / "ray" / "trials.jsonl"
+    journal.parent.mkdir()
+    def line(trial_id):
+        return json.dumps({"trial_id": trial_id, "state": "complete", "decisions": {}}) + "\n"
+
+    journal.write_text(line("before"))
+    seen = []
+    with JournalFollower(tmp_path, seen.append, interval=0.05):
+        with journal.open("a") as f:
+            f.write(line("a") + '{"trial_id": "b", "sta')  # b half-written: not handed on yet
+        deadline = time.time() + 10
+        while not seen and time.time() < deadline:
+            time.sleep(0.05)
+        assert [(r["trial_id"], r["number"]) for r in seen] == [("a", 1)]
+        journal.write_text(line("before") + line("a") + line("b"))  # b's line completed
+    assert [(r["trial_id"], r["number"]) for r in seen] == [("a", 1), ("b", 2)]  # the last read on leaving
+
+
 @ray_test
 def test_killed_driver_resumes_into_the_same_run(tiny_space, tmp_path):
     """The driver is a `nas search` process on this module's Ray instance (ray_address=): a running cluster."""
@@ -193,7 +213,7 @@ def test_killed_driver_resumes_into_the_same_run(tiny_space, tmp_path):
     assert [(r["trial_id"], r["accuracy"]) for r in after[:len(before)]] == \
         [(r["trial_id"], r["accuracy"]) for r in before]  # nothing finished was lost or redone
     assert sum(r["state"] in ("complete", "pruned", "failed") for r in after) == 6
-    assert ray_backend._sessions(out / "ray") == [out / "ray" / "session-1"]  # restored, not started afresh
+    assert Sessions(out / "ray").all() == [out / "ray" / "session-1"]  # restored, not started afresh
     assert (out / "ray" / "session-1.done").exists()
 
 

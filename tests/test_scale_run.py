@@ -14,6 +14,8 @@ import yaml
 
 import nas
 from nas import scale, scale_run
+from nas.scale_run import ScaleRequest
+from nas.scaled_resolution import ScaledResolutionEvaluator, as_built
 from nas.cli import main
 from nas.cost import count_cost
 from nas.evaluate.evaluators import Evaluation
@@ -35,7 +37,7 @@ def tiny_path(tmp_path, tiny_spec_dict):
 
 def params_as_accuracy(spec, report=None):
     """A stand-in evaluator: deterministic, instant, and it prefers bigger models."""
-    return Evaluation(accuracy=count_cost(spec).params / 1e6, seconds=0.01)
+    return Evaluation(score=count_cost(spec).params / 1e6, seconds=0.01)
 
 
 def read_csv(path):
@@ -55,8 +57,9 @@ def test_grid_writes_the_family_and_its_results(tmp_path, tiny_path):
     """The real evaluator path (zero_cost:flops, so no training): every candidate is measured at phi = 1 at its
     own scaled proxy resolution, the most "accurate" wins, and every output is there."""
     out = tmp_path / "out"
-    result = scale_run.run_scale("1..3", base=str(tiny_path), out=str(out), progress=False, say=lambda _: None,
-                                 pairs=["max_candidates=3", "evaluator=zero_cost:flops", "resolution=16"])
+    request = ScaleRequest("1..3", base=str(tiny_path), out=str(out),
+                           pairs=("max_candidates=3", "evaluator=zero_cost:flops", "resolution=16"))
+    result = scale_run.run_scale(request, progress=False, say=lambda _: None)
     base = nas.load(tiny_path)
     candidates = scale.grid_candidates(max_candidates=3)
     assert result.method == "grid" and not result.resumed
@@ -93,8 +96,8 @@ def test_every_family_file_rebuilds(tmp_path, tiny_path):
     import torch
 
     out = tmp_path / "out"
-    result = scale_run.run_scale("1,2,4", base=str(tiny_path), alpha=1.2, beta=1.1, gamma=1.15, out=str(out),
-                                 progress=False)
+    request = ScaleRequest("1,2,4", base=str(tiny_path), alpha=1.2, beta=1.1, gamma=1.15, out=str(out))
+    result = scale_run.run_scale(request, progress=False)
     records = read_csv(out / "family.csv")
     assert [r["file"] for r in records] == ["tiny-phi1.yaml", "tiny-phi2.yaml", "tiny-phi4.yaml"]
     for record, row in zip(records, result.rows):
@@ -112,8 +115,8 @@ def test_given_coefficients_skip_the_grid(tmp_path, tiny_path):
         raise AssertionError("given coefficients must not evaluate anything")
 
     out = tmp_path / "out"
-    result = scale_run.run_scale("1..3", base=str(tiny_path), alpha="1.2", beta="1.1", gamma="1.15", out=str(out),
-                                 evaluator=never, progress=False)
+    request = ScaleRequest("1..3", base=str(tiny_path), alpha="1.2", beta="1.1", gamma="1.15", out=str(out))
+    result = scale_run.run_scale(request, evaluator=never, progress=False)
     assert result.method == "given" and result.coefficients == (1.2, 1.1, 1.15) and result.grid == []
     assert not (out / "grid").exists() and not (out / "grid.csv").exists()
     base = nas.load(tiny_path)
@@ -134,15 +137,17 @@ def test_small_bases_round_resolution_to_whole_pixels(tiny_spec_dict):
 def test_identical_architectures_are_evaluated_once(tiny_spec_dict):
     """On a small base, different coefficients often round to the same network; it is trained once."""
     calls = []
-    evaluator = scale_run.ScaledResolutionEvaluator(SearchConfig(evaluator="zero_cost:params"), base_resolution=16,
-                                                    proxy_resolution=8)
+    evaluator = ScaledResolutionEvaluator(SearchConfig(evaluator="zero_cost:params"), base_resolution=16,
+                                          proxy_resolution=8)
     tiny = from_dict({**tiny_spec_dict, "resolution": 16})
     a, b = scale.scale_spec(tiny, 1.3, 1.25, 1.0, 1), scale.scale_spec(tiny, 1.15, 1.2, 1.0, 1)
-    assert spec_hash(a) != spec_hash(b) and scale_run.architecture_key(a) == scale_run.architecture_key(b)
+    assert spec_hash(a) != spec_hash(b) and spec_hash(as_built(a)) == spec_hash(as_built(b))
+    assert spec_hash(as_built(a)) != spec_hash(as_built(tiny))  # wider: another network
+    assert count_cost(as_built(a)) == count_cost(a)  # the built network, multipliers applied
     first = evaluator(a)
     evaluator._evaluators[8] = lambda spec, report=None: calls.append(spec)  # would record a second evaluation
     again = evaluator(b)
-    assert calls == [] and again.accuracy == first.accuracy and again.seconds == 0.0
+    assert calls == [] and again.score == first.score and again.seconds == 0.0
     assert evaluator.resolution_for(scale.scale_spec(tiny, 1.0, 1.0, 1.3, 1)) == 10  # 8 * 21 / 16
 
 
@@ -158,8 +163,8 @@ def test_base_from_a_run_inherits_its_evaluation_settings(tmp_path, tiny_path):
         os.utime(run / "best.yaml", (stamp, stamp))
     assert scale_run.latest_run(runs) == runs / "new"
     out = tmp_path / "out"
-    result = scale_run.run_scale("1", out=str(out), runs_dir=runs, evaluator=params_as_accuracy, progress=False,
-                                 pairs=["max_candidates=2", "seed=5"])
+    result = scale_run.run_scale(ScaleRequest("1", out=str(out), pairs=("max_candidates=2", "seed=5")),
+                                 runs_dir=runs, evaluator=params_as_accuracy, progress=False)
     assert result.base_source == str(runs / "new")
     config = yaml.safe_load((out / "grid" / "config.yaml").read_text())
     # the search's evaluation (epochs) is inherited, its execution (pruner) and size (trials) are not
@@ -168,32 +173,35 @@ def test_base_from_a_run_inherits_its_evaluation_settings(tmp_path, tiny_path):
 
 def test_a_finished_grid_is_not_run_again_and_keeps_its_base(tmp_path, tiny_path):
     out = tmp_path / "out"
-    first = scale_run.run_scale("1", base=str(tiny_path), out=str(out), evaluator=params_as_accuracy,
-                                progress=False, pairs=["max_candidates=2"])
+    first = scale_run.run_scale(ScaleRequest("1", base=str(tiny_path), out=str(out), pairs=("max_candidates=2",)),
+                                evaluator=params_as_accuracy, progress=False)
 
     def never(spec, report=None):
         raise AssertionError("a finished grid must not evaluate again")
 
-    again = scale_run.run_scale("1..2", out=str(out), evaluator=never, progress=False, say=lambda _: None)
+    again = scale_run.run_scale(ScaleRequest("1..2", out=str(out)), evaluator=never, progress=False,
+                                say=lambda _: None)
     assert again.resumed and again.coefficients == first.coefficients and [r.phi for r in again.rows] == [1, 2]
     with pytest.raises(nas.UserError, match="another base"):
-        scale_run.run_scale("1", base="efficientnet-b0", out=str(out), evaluator=never, progress=False)
+        scale_run.run_scale(ScaleRequest("1", base="efficientnet-b0", out=str(out)), evaluator=never, progress=False)
     with pytest.raises(nas.UserError, match="stored in"):
-        scale_run.run_scale("1", out=str(out), evaluator=never, progress=False, pairs=["max_candidates=3"])
+        scale_run.run_scale(ScaleRequest("1", out=str(out), pairs=("max_candidates=3",)),
+                            evaluator=never, progress=False)
 
 
 SLOW_GRID = """
 import sys, time
 from nas import scale_run
+from nas.scale_run import ScaleRequest
 from nas.cost import count_cost
 from nas.evaluate.evaluators import Evaluation
 
 def slow(spec, report=None):
     time.sleep(1.5)
-    return Evaluation(accuracy=count_cost(spec).params / 1e6, seconds=1.5)
+    return Evaluation(score=count_cost(spec).params / 1e6, seconds=1.5)
 
-scale_run.run_scale("1..2", base=sys.argv[1], out=sys.argv[2], pairs=["max_candidates=3"], evaluator=slow,
-                    progress=False)
+scale_run.run_scale(ScaleRequest("1..2", base=sys.argv[1], out=sys.argv[2], pairs=("max_candidates=3",)),
+                    evaluator=slow, progress=False)
 """
 
 
@@ -218,8 +226,8 @@ def test_a_killed_grid_resumes(tmp_path, tiny_path):
     before = {r["number"]: r for r in grid_records(out) if r["state"] == "complete"}
     assert 1 <= len(before) < 3
 
-    result = scale_run.run_scale("1..2", base=str(tiny_path), out=str(out), evaluator=params_as_accuracy,
-                                 progress=False, say=lambda _: None, pairs=["max_candidates=3"])
+    request = ScaleRequest("1..2", base=str(tiny_path), out=str(out), pairs=("max_candidates=3",))
+    result = scale_run.run_scale(request, evaluator=params_as_accuracy, progress=False, say=lambda _: None)
     after = grid_records(out)
     complete = [r for r in after if r["state"] == "complete"]
     for number, record in before.items():  # nothing finished is lost, or run again

@@ -33,6 +33,20 @@ def test_precedence_defaults_experiment_command_line():
     assert resolve_config([])[0].w == -0.7
 
 
+def test_every_backend_is_declared_and_provides_the_interface():
+    import inspect
+
+    from nas.search.backend import BACKENDS, Backend, backend_for
+
+    wanted = {name for name, _ in inspect.getmembers(Backend, inspect.isfunction) if not name.startswith("_")}
+    assert wanted == {"search", "records", "recover_interrupted"}
+    for name in BACKENDS:
+        backend = backend_for(name)
+        assert all(callable(getattr(backend, function, None)) for function in wanted), name
+    with pytest.raises(nas.UserError, match="did you mean 'optuna'"):
+        backend_for("optuan")
+
+
 def test_search_writes_every_output(tiny_space, tmp_path):
     out = tmp_path / "run"
     result = run_search([f"space={tiny_space}", "trials=3", *CHEAP, f"out={out}"], progress=False)

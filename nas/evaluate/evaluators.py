@@ -2,7 +2,7 @@
 
 - ``train``: proxy training (nas.evaluate.train); ``report(epoch, accuracy)`` after each epoch allows pruning.
 - ``zero_cost:NAME``: a zero-cost proxy score at initialisation on one fixed batch; the score stands in
-  for accuracy in the reward (only its ranking matters to the samplers).
+  for accuracy in the reward and the records (only its ranking matters to the samplers).
 - ``hybrid``: score every candidate by synflow, and train only those whose score is among the ``top_k``
   best seen so far; the others are rejected untrained (an online form of "rank many, train the top k").
 """
@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import Rejected  # noqa: F401  (re-exported until callers import nas.errors)
+from ..errors import Rejected
 from ..spec import Spec
 from .data import Split
 from .train import TrainSettings, proxy_spec, train_and_evaluate
@@ -23,7 +24,15 @@ Report = Callable[[int, float], None]
 
 @dataclass
 class Evaluation:
-    accuracy: float                   # top-1 on the held-out split, or a zero-cost score
+    """What an evaluator measured of one candidate.
+
+    ``score`` is what the reward takes as the candidate's accuracy (higher is better): held-out top-1
+    accuracy when the evaluator trains, the proxy's score for a zero-cost evaluator (not an accuracy: no
+    range, only its ranking means anything). ``curve``: held-out accuracy after each epoch (empty when
+    nothing was trained). ``proxy_score``: the zero-cost score of a zero-cost or hybrid evaluation.
+    """
+
+    score: float
     seconds: float
     curve: list[float] = field(default_factory=list)
     proxy_score: float | None = None
@@ -35,7 +44,7 @@ class TrainEvaluator:
 
     def __call__(self, spec: Spec, report: Report | None = None) -> Evaluation:
         result = train_and_evaluate(spec, self.data, self.settings, report)
-        return Evaluation(result.accuracy, result.seconds, result.curve)
+        return Evaluation(score=result.accuracy, seconds=result.seconds, curve=result.curve)
 
 
 class ZeroCostEvaluator:
@@ -45,13 +54,11 @@ class ZeroCostEvaluator:
         self.data = data
 
     def __call__(self, spec: Spec, report: Report | None = None) -> Evaluation:
-        import time
-
         from .zero_cost import score
 
         start = time.perf_counter()
         value = score(self.proxy, proxy_spec(spec, self.data), self.batch_x, self.batch_y, self.seed)
-        return Evaluation(value, time.perf_counter() - start, [], value)
+        return Evaluation(score=value, seconds=time.perf_counter() - start, proxy_score=value)
 
 
 class HybridEvaluator:
@@ -64,7 +71,7 @@ class HybridEvaluator:
         self._lock = threading.Lock()
 
     def __call__(self, spec: Spec, report: Report | None = None) -> Evaluation:
-        score = self.screen(spec).accuracy
+        score = self.screen(spec).score
         with self._lock:
             better = sum(s > score for s in self.scores)
             self.scores.append(score)

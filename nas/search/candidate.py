@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol
 
 from .. import reward as reward_fns
 from ..cost import count_cost
-from ..evaluate.evaluators import Rejected
+from ..errors import Rejected
 from ..spec import Spec, dumps, spec_hash
 from .config import SearchConfig
 
@@ -26,7 +26,9 @@ class TrialIO(Protocol):
 
 @dataclass
 class Outcome:
-    accuracy: float
+    """A completed candidate: the evaluator's score (nas.evaluate.evaluators.Evaluation), its cost, its reward."""
+
+    score: float
     cost: float
     reward: float
 
@@ -87,19 +89,19 @@ def run_candidate(ctx: Context, io: TrialIO) -> Outcome:
             raise Rejected(f"{config.objective} {cost:.4g} is over the hard limit {limit:.4g}")
     if key in ctx.evaluated:  # an identical architecture is evaluated once
         known = ctx.evaluated[key]
-        accuracy, seconds = known["accuracy"], 0.0
+        score, seconds = known["accuracy"], 0.0
         io.record(cached=True)
     else:
         evaluation = ctx.evaluator(spec, io.report)
-        accuracy, seconds = evaluation.accuracy, evaluation.seconds
+        score, seconds = evaluation.score, evaluation.seconds
         io.record(curve=[round(a, 6) for a in evaluation.curve])
         if evaluation.proxy_score is not None:
             io.record(proxy_score=evaluation.proxy_score)
-    if accuracy is None or not math.isfinite(accuracy):
-        raise FloatingPointError(f"the evaluator returned accuracy {accuracy!r}")
-    value = reward_fns.reward(accuracy, cost, config.cost_target(), config.reward, config.w,
+    if score is None or not math.isfinite(score):
+        raise FloatingPointError(f"the evaluator returned score {score!r}")
+    value = reward_fns.reward(score, cost, config.cost_target(), config.reward, config.w,
                               config.w_below, config.w_above)
-    io.record(accuracy=accuracy, reward=value, seconds=seconds)
+    io.record(accuracy=score, reward=value, seconds=seconds)  # records call the score "accuracy" (see outputs)
     with ctx.lock:
-        ctx.evaluated.setdefault(key, {"accuracy": accuracy, "seconds": seconds})
-    return Outcome(accuracy, cost, value)
+        ctx.evaluated.setdefault(key, {"accuracy": score, "seconds": seconds})
+    return Outcome(score, cost, value)

@@ -10,7 +10,8 @@ from ..errors import UserError
 from ..spec import save
 from . import outputs
 from .config import SearchConfig, apply
-from .run import CONFIG_FILE, _backend
+from .backend import backend_for
+from .run import CONFIG_FILE
 
 
 def run_records(run_dir: str | Path) -> tuple[Path, list[dict]]:
@@ -19,7 +20,7 @@ def run_records(run_dir: str | Path) -> tuple[Path, list[dict]]:
         raise UserError(f"run: got {str(run_dir)!r}; allowed: a run directory made by nas search (with {CONFIG_FILE})")
     stored = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
     config = apply(SearchConfig(), {k: v for k, v in stored.items() if v is not None})
-    return run_dir, _backend(config.backend).records(run_dir, config)
+    return run_dir, backend_for(config.backend).records(run_dir, config)
 
 
 def export(run_dir: str | Path, out_dir: str | Path, trial: int | None = None, pareto: bool = False) -> list[Path]:

@@ -13,9 +13,10 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from ..evaluate.evaluators import Rejected
+from ..errors import Rejected
 from .candidate import Context, run_candidate
 from .config import SearchConfig
+from .outputs import RECORD_KEYS
 
 STUDY_NAME = "nas"
 STORAGE_FILE = "study.journal"
@@ -74,7 +75,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover_interrupted(study: optuna.Study) -> int:
+def recover_interrupted(run_dir: Path, config: SearchConfig) -> int:
+    """Backend interface: see :func:`recover_interrupted_trials`."""
+    if not (run_dir / STORAGE_FILE).exists():
+        return 0
+    return recover_interrupted_trials(open_study(run_dir, config))
+
+
+def recover_interrupted_trials(study: optuna.Study) -> int:
     """Trials left RUNNING by a killed process on this host are marked failed ('interrupted', not counted)
     and their decisions are queued again, so a kill loses no finished trial and skips no candidate."""
     storage, host = study._storage, socket.gethostname()
@@ -98,8 +106,7 @@ def recover_interrupted(study: optuna.Study) -> int:
 def open_study(run_dir: Path, config: SearchConfig) -> optuna.Study:
     storage = _storage(run_dir)
     directions = ["maximize", "minimize"] if multi_objective(config) else ["maximize"]
-    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=directions, load_if_exists=True)
-    return study
+    return optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=directions, load_if_exists=True)
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -127,10 +134,10 @@ class _OptunaIO:
 
 
 def search(ctx: Context, run_dir: Path, on_trial: Callable[[dict], None]) -> None:
-    """Run trials until ``ctx.config.trials`` have finished in total; ``on_trial`` gets each finished record."""
+    """Run trials until ``ctx.config.trials`` have finished in total (after :func:`recover_interrupted`);
+    ``on_trial`` gets each finished record."""
     config = ctx.config
     study = open_study(run_dir, config)
-    recover_interrupted(study)
     remaining = config.trials - finished_count(study)
     if remaining <= 0:
         return
@@ -152,7 +159,7 @@ def search(ctx: Context, run_dir: Path, on_trial: Callable[[dict], None]) -> Non
         except Exception as exc:  # recorded as failed; the search goes on (study.optimize catches it)
             trial.set_user_attr("note", f"{type(exc).__name__}: {exc}"[:300])
             raise
-        return (outcome.accuracy, outcome.cost) if multi else outcome.reward
+        return (outcome.score, outcome.cost) if multi else outcome.reward
 
     def callback(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         on_trial(to_record(frozen))
@@ -168,9 +175,8 @@ _STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialSt
 def to_record(trial: optuna.trial.FrozenTrial) -> dict:
     attrs = trial.user_attrs
     state = "interrupted" if attrs.get("interrupted") else _STATES.get(trial.state, str(trial.state))
-    return {"number": trial.number, "state": state, "decisions": dict(trial.params), **{
-        k: attrs.get(k) for k in ("params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash",
-                                  "spec_yaml", "note", "cached", "proxy_score", "curve")}}
+    return {"number": trial.number, "state": state, "decisions": dict(trial.params),
+            **{k: attrs.get(k) for k in RECORD_KEYS}}
 
 
 def records(run_dir: Path, config: SearchConfig) -> list[dict]:

@@ -1,8 +1,9 @@
 """What a search leaves in its run directory, from backend-neutral trial records.
 
 trials.csv, best.yaml, pareto/*.yaml, pareto.png and report.md, each written whole or not at all.
-A record is a dict: number, state, decisions, params, flops, mac, cost, accuracy, reward, seconds,
-spec_hash, spec_yaml, note.
+A record is a dict: number, state, decisions and the RECORD_KEYS that run_candidate measured (a Ray
+record also has its trial_id). ``accuracy`` is the evaluator's score: held-out accuracy when it trains,
+the proxy score for ``evaluator=zero_cost:NAME``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
-from ..io import write_text
+from ..io import save_figure, write_text
 from ..spec import loads, replace, save
 from ..units import human
 
+RECORD_KEYS = ("params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash", "spec_yaml", "note",
+               "cached", "proxy_score", "curve")
 CSV_COLUMNS = ("number", "state", "params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash",
                "cached", "note", "decisions")
 
@@ -97,9 +99,7 @@ def plot_pareto(run_dir: Path, records: list[dict], front: list[dict], best: dic
     ax.set_title("Search: accuracy vs cost")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = run_dir / ".pareto.png.tmp"
-    fig.savefig(tmp, format="png", dpi=110)
-    os.replace(tmp, run_dir / "pareto.png")
+    save_figure(fig, run_dir / "pareto.png", dpi=110)
 
 
 def write_report(run_dir: Path, records: list[dict], best: dict | None, front: list[dict], config) -> str:

@@ -15,8 +15,10 @@ from ..evaluate.data import check_dataset_name
 from ..io import write_text
 from ..space import load_space, sample
 from . import outputs
+from .backend import backend_for
 from .candidate import Context
 from .config import SearchConfig, parse_pairs, resolve_config
+from .evaluation import make_configured_evaluator
 
 CONFIG_FILE = "config.yaml"
 
@@ -55,29 +57,10 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     return config, run_dir, stored is not None
 
 
-def make_configured_evaluator(config: SearchConfig, seen_scores=None) -> Callable:
-    """The evaluator the settings name (train, zero_cost:NAME, hybrid) on the configured data set."""
-    from ..evaluate.data import load_dataset
-    from ..evaluate.evaluators import make_evaluator
-
-    data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=config.resolution)
-    return make_evaluator(config.evaluator, data, config.train_settings(), config.top_k, seen_scores)
-
-
 def build_context(config: SearchConfig, evaluator: Callable | None = None, seen_scores=None) -> Context:
     space = load_space(config.space)
     evaluator = evaluator or make_configured_evaluator(config, seen_scores)
     return Context(config, partial(sample, space), evaluator)
-
-
-def _backend(name: str):
-    if name == "ray":
-        from . import ray_backend
-
-        return ray_backend
-    from . import optuna_backend
-
-    return optuna_backend
 
 
 def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bool = True,
@@ -90,18 +73,15 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
 def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context: Callable[[list], Context],
                progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
     """The loop shared by `nas search` and the `nas scale` grid: resume, run the backend, write outputs."""
-    backend = _backend(config.backend)
+    backend = backend_for(config.backend)
+    backend.recover_interrupted(run_dir, config)
     previous = backend.records(run_dir, config)
     done_before = sum(r["state"] in ("complete", "pruned", "failed") for r in previous)
     if resumed:
         say(f"resuming {run_dir}: {done_before} of {config.trials} trials finished")
     ctx = make_context([r["proxy_score"] for r in previous if r.get("proxy_score") is not None])
-    for r in previous:  # an architecture evaluated (or timed) before a restart is not trained (or timed) again
-        if r["state"] == "complete" and r.get("spec_hash") and r.get("accuracy") is not None:
-            ctx.evaluated.setdefault(r["spec_hash"], {"accuracy": r["accuracy"], "seconds": r.get("seconds") or 0})
-        if config.objective in ("latency", "energy") and r.get("spec_hash") and r.get("cost") is not None:
-            ctx.measured.setdefault(ctx.measured_key(r["spec_hash"]), r["cost"])
-    bar = _progress(config.trials, done_before, previous, enabled=progress)
+    remember_earlier_trials(ctx, previous)
+    bar = ProgressBar(config.trials, done_before, previous, enabled=progress)
     try:
         backend.search(ctx, run_dir, bar.update_with)
     finally:
@@ -111,7 +91,16 @@ def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context:
     return SearchResult(run_dir, config, records, best, resumed)
 
 
-class _progress:
+def remember_earlier_trials(ctx: Context, previous: list[dict]) -> None:
+    """An architecture evaluated (or timed) before a restart is not trained (or timed) again."""
+    for r in previous:
+        if r["state"] == "complete" and r.get("spec_hash") and r.get("accuracy") is not None:
+            ctx.evaluated.setdefault(r["spec_hash"], {"accuracy": r["accuracy"], "seconds": r.get("seconds") or 0})
+        if ctx.config.objective in ("latency", "energy") and r.get("spec_hash") and r.get("cost") is not None:
+            ctx.measured.setdefault(ctx.measured_key(r["spec_hash"]), r["cost"])
+
+
+class ProgressBar:
     """A tqdm bar of finished trials with the best reward so far."""
 
     def __init__(self, total: int, done: int, previous: list[dict], enabled: bool):

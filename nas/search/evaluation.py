@@ -1,0 +1,21 @@
+"""The evaluator the settings name, built from them: what a search, a Ray worker and the scaling grid
+each call to get ``(spec, report) -> Evaluation``. Torch is imported when it is called, not before."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .config import SearchConfig
+
+
+def make_configured_evaluator(config: SearchConfig, seen_scores: list[float] | None = None) -> Callable:
+    """The evaluator the settings name (train, zero_cost:NAME, hybrid) on the configured data set.
+
+    ``seen_scores``: the hybrid evaluator's proxy scores of earlier trials (a resumed run screens
+    against them). Loads the data set: call it where the evaluation runs (a Ray worker builds its own).
+    """
+    from ..evaluate.data import load_dataset
+    from ..evaluate.evaluators import make_evaluator
+
+    data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=config.resolution)
+    return make_evaluator(config.evaluator, data, config.train_settings(), config.top_k, seen_scores)

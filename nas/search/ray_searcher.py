@@ -1,0 +1,150 @@
+"""The Ray backend's driver-side choices: which candidate to try next (Optuna's sampler inside Tune's
+OptunaSearch) and which to stop early (ASHA).
+
+A search proposes with :class:`NasOptunaSearch`, define-by-run: ``ctx.propose`` asks
+``trial.suggest_categorical``, with the same sampler as the Optuna backend. A new session's sampler is
+warm-started with every earlier trial of the run (:func:`warm_start`), so a run resumed with more
+``trials=`` proposes as the Optuna backend would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+from ray import cloudpickle
+from ray.tune.result import TRAINING_ITERATION
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from ..space import fixed_choices
+from ..spec import spec_hash
+from . import optuna_backend
+from .config import SearchConfig
+from .ray_records import finished_count, trial_state
+from .ray_worker import KNOWN_KEY
+
+STUDY_NAME = "nas"               # the Optuna study inside OptunaSearch
+
+
+class _DefineByRun:
+    """OptunaSearch's define-by-run space: the space asks its decisions through suggest_categorical."""
+
+    def __init__(self, propose: Callable):
+        self.propose = propose
+
+    def __call__(self, trial) -> None:
+        self.propose(lambda name, options: trial.suggest_categorical(name, options))
+
+
+class NasOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna what nas measured: a rejected or ASHA-stopped candidate is PRUNED and
+    a failed one FAIL (not a COMPLETE trial with a missing value), intermediate values are the per-epoch
+    accuracy (as in the Optuna backend), and an architecture already evaluated is flagged in its trial's
+    config so the worker does not train it again.
+
+    It translates nas's results into OptunaSearch's terms and leaves the bookkeeping to OptunaSearch.
+    """
+
+    def __init__(self, propose: Callable, known: dict, **kwargs):
+        self.propose, self.known = propose, dict(known)  # spec hash -> accuracy, seconds
+        super().__init__(space=_DefineByRun(propose), **kwargs)
+
+    @property
+    def multi_objective(self) -> bool:
+        return isinstance(self.metric, list)
+
+    def suggest(self, trial_id):
+        config = super().suggest(trial_id)
+        if isinstance(config, dict):
+            key = spec_hash(self.propose(fixed_choices(config)))
+            if key in self.known:
+                config[KNOWN_KEY] = self.known[key]
+        return config
+
+    def on_trial_result(self, trial_id, result):
+        running = (result.get("nas") or {}).get("state") == "running"
+        if running and not self.multi_objective:  # an epoch's accuracy, for the pruner
+            super().on_trial_result(trial_id, {self.metric: result["accuracy"],
+                                               TRAINING_ITERATION: result["epoch"] - 1})
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        state = trial_state(result, error)
+        if state == "complete":
+            value = {"accuracy": result["accuracy"], "cost": result["cost"], "reward": result["reward"]}
+            attrs = result["nas"]
+            if not attrs.get("cached"):
+                self.known.setdefault(attrs["spec_hash"], {"accuracy": attrs["accuracy"],
+                                                           "seconds": attrs.get("seconds") or 0})
+        else:
+            value = None  # OptunaSearch tells Optuna FAIL with error, PRUNED without
+        try:
+            super().on_trial_complete(trial_id, value, error=state == "failed")
+        except KeyError:
+            pass  # a trial this searcher never proposed: a restored searcher saved before it started
+
+    def save(self, checkpoint_path: str) -> None:
+        # OptunaSearch saves with plain pickle, which can't take a closure as propose
+        with open(checkpoint_path, "wb") as f:
+            cloudpickle.dump(self.__dict__.copy(), f)
+
+
+def make_searcher(config: SearchConfig, propose: Callable, previous: list[dict], known: dict) -> NasOptunaSearch:
+    multi = optuna_backend.multi_objective(config)
+    # The Optuna backend's sampler; constant_liar when trials run at once (here: concurrent, not workers).
+    sampler = optuna_backend.make_sampler(replace(config, workers=config.concurrent), finished_count(previous))
+    metric, mode = (["accuracy", "cost"], ["max", "min"]) if multi else ("reward", "max")
+    return NasOptunaSearch(propose, known, metric=metric, mode=mode, sampler=sampler,
+                           storage=warm_start(previous, propose, multi), study_name=STUDY_NAME)
+
+
+def warm_start(previous: list[dict], propose: Callable, multi: bool) -> optuna.storages.InMemoryStorage:
+    """An in-memory Optuna study holding every earlier trial, so a new session's sampler continues
+    from them (a run resumed with more trials= proposes as the Optuna backend would)."""
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name=STUDY_NAME,
+                                directions=["maximize", "minimize"] if multi else ["maximize"])
+    for r in previous:
+        if r["state"] not in ("complete", "pruned", "failed") or not r.get("decisions"):
+            continue
+        asked = _replayed(propose, r["decisions"])
+        if asked is None:  # the space changed since: this trial can't teach the sampler
+            continue
+        params = {name: r["decisions"][name] for name in asked}
+        if r["state"] == "complete" and r.get("reward") is not None:
+            values = [r["accuracy"], r["cost"]] if multi else [r["reward"]]
+            study.add_trial(create_trial(params=params, distributions=asked, values=values))
+        else:
+            curve = {} if multi else {i: a for i, a in enumerate(r.get("curve") or [])}
+            state = TrialState.PRUNED if r["state"] == "pruned" else TrialState.FAIL
+            study.add_trial(create_trial(params=params, distributions=asked, state=state,
+                                         intermediate_values=curve))
+    return storage
+
+
+def _replayed(propose: Callable, decisions: dict) -> dict[str, CategoricalDistribution] | None:
+    """The decisions ``propose`` asks for when given a trial's recorded ones, each with its options;
+    None when it can't replay them."""
+    asked = {}
+
+    def choose(name, options):
+        asked[name] = CategoricalDistribution(options)
+        return decisions[name]
+
+    try:
+        propose(choose)
+    except Exception:
+        return None
+    return asked
+
+
+def make_scheduler(config: SearchConfig) -> ASHAScheduler | None:
+    """ASHA in place of the median pruner: a candidate whose held-out accuracy at a rung (epoch 2, 4, ...;
+    the median pruner's warm-up also skips epoch 1) is below the median of the others there stops."""
+    if config.pruner == "none" or optuna_backend.multi_objective(config) or config.train.epochs < 3:
+        return None  # with 1-2 epochs no rung lies before the end
+    return ASHAScheduler(time_attr="epoch", metric="accuracy", mode="max", max_t=config.train.epochs, grace_period=2,
+                         reduction_factor=2)
