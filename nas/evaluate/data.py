@@ -29,6 +29,9 @@ class Split:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    # Photographs and the like: a random crop and a left-right flip keep the class (nas train augments).
+    # False for digits, where a flip turns one class into another.
+    natural_images: bool = True
 
     @property
     def resolution(self) -> int:
@@ -125,4 +128,6 @@ def load_dataset(name: str = "digits", seed: int = 0, holdout: float = 0.2, data
                                             align_corners=False).numpy()
     if len(np.unique(y)) < 2:
         raise UserError(f"dataset: {name} has fewer than 2 classes")
-    return _to_split(name, x, y, holdout, seed, max_train)
+    split = _to_split(name, x, y, holdout, seed, max_train)
+    split.natural_images = name != "digits"
+    return split
