@@ -7,6 +7,7 @@ The folder (``out=``) holds:
 - ``model.pt`` and ``model_ema.pt``: state_dicts of the raw and the averaged weights, at the end.
 A killed run resumes from its last finished epoch when given the same folder (``out=`` or the folder
 itself as SPEC). Default folder: RUN_DIR/train for a search run, else runs/<spec>-train-<time>.
+A family folder written by `nas scale` trains member by member (train_family.py).
 """
 
 from __future__ import annotations
@@ -148,9 +149,10 @@ def _save_state_dict(path: Path, model) -> None:
 
 
 def run_train(source: str, pairs: list[str], progress: bool = True, say: Callable[[str], None] = print,
-              runs_dir: Path = RUNS_DIR) -> TrainRunResult:
+              runs_dir: Path = RUNS_DIR):
     """Train the spec named by ``source`` (zoo name, YAML, search run folder, or a training folder to
-    resume) with the recipe in ``pairs`` and write the folder described above."""
+    resume) with the recipe in ``pairs`` and write the folder described above; a `nas scale` family
+    folder trains every member (train_family.py). Returns a TrainRunResult or a FamilyTrainResult."""
     import torch
 
     from .evaluate.data import load_dataset
@@ -158,6 +160,10 @@ def run_train(source: str, pairs: list[str], progress: bool = True, say: Callabl
     from .evaluate.train import proxy_spec
 
     given = parse_keys(pairs)  # a mistyped key fails before anything is loaded
+    from .train_family import is_family_folder, train_family
+
+    if is_family_folder(Path(source)):
+        return train_family(Path(source), pairs, progress, say)
     spec, folder = _load_source(source)
     out_dir = Path(given["out"]) if given.get("out") else folder
     out_dir = out_dir or runs_dir / f"{spec.name}-train-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -175,3 +175,25 @@ def test_adamw_with_augmentation_learns(tiny_spec_dict, tmp_path):
     assert len(said) == 2 and said[0].startswith("epoch 1/2: loss")  # plain lines: stdout is not a terminal
     assert result.top1 > 0.3 and result.ema_top1 > 0.2
     assert replace(recipe, device="cpu", threads=2).what() == recipe.what()  # where it runs is not what it is
+
+
+def test_a_family_trains_member_by_member_and_resumes(tiny_yaml, tmp_path, capsys):
+    family = tmp_path / "family"
+    assert main(["scale", "--phi", "1..2", "--base", str(tiny_yaml), "--alpha", "1.2", "--beta", "1.1",
+                 "--gamma", "1.15", "--out", str(family), "--quiet"]) == 0
+    assert main(["train", str(family), "epochs=1", "--quiet"]) == 0
+    first = (family / "family_accuracy.csv").read_text()
+    table = list(csv.DictReader(first.splitlines()))
+    assert [r["name"] for r in table] == ["tiny-phi1", "tiny-phi2"] and (family / "family_accuracy.png").exists()
+    assert int(table[0]["flops_multiply_adds"]) < int(table[1]["flops_multiply_adds"])
+    assert int(table[0]["train_resolution"]) == 8 < int(table[1]["train_resolution"])  # grows with the member's
+
+    # As if killed during the second member: the first is not trained again, the second is, to the same result.
+    done = family / "train" / "tiny-phi1" / "checkpoint.pt"
+    stamp = done.stat().st_mtime_ns
+    for path in (family / "train" / "tiny-phi2").iterdir():
+        path.unlink()
+    (family / "family_accuracy.csv").unlink()
+    assert main(["train", str(family), "epochs=1", "--quiet"]) == 0
+    assert done.stat().st_mtime_ns == stamp and (family / "family_accuracy.csv").read_text() == first
+    assert "out" in one_line_error(capsys, ["train", str(family), f"out={tmp_path / 'x'}"])
