@@ -97,11 +97,11 @@ def _train(args) -> int:
 def _add_train_parser(sub) -> None:
     train = sub.add_parser(
         "train", help="train one spec with the full recipe (SGD/AdamW, cosine, EMA, checkpoints)",
-        description="nas train SPEC|RUN_DIR|TRAIN_DIR|FAMILY_DIR [key=value ...]; keys: epochs, batch_size, lr, optimizer, "
-                    "weight_decay, label_smoothing, warmup_epochs, ema_decay, dataset, data_dir, resolution, seed, "
-                    "device, threads (torch CPU threads, default 1), out. An earlier out= folder (or TRAIN_DIR) "
-                    "resumes from its last finished epoch. FAMILY_DIR (from nas scale): every member, then "
-                    "family_accuracy.csv and a plot of accuracy against FLOPs.")
+        description="nas train SPEC|RUN_DIR|TRAIN_DIR|FAMILY_DIR [key=value ...]; keys: epochs, batch_size, lr, "
+                    "optimizer, weight_decay, label_smoothing, warmup_epochs, ema_decay, dataset, data_dir, "
+                    "resolution, seed, device, threads (torch CPU threads, default 1), out. An earlier out= "
+                    "folder (or TRAIN_DIR) resumes from its last finished epoch. FAMILY_DIR (from nas scale): "
+                    "every member, then family_accuracy.csv and a plot of accuracy against FLOPs.")
     train.add_argument("source", metavar="SPEC", help="a zoo name, a YAML spec, a search run directory (its "
                                                       "best.yaml), an earlier nas train folder or a nas scale "
                                                       "family folder")

@@ -47,8 +47,8 @@ class InvertedResidual(nn.Module):
 class HandWrittenMobileNetV2(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(conv_bn(3, 16, 3, 2), InvertedResidual(16, 8, 1, 1), InvertedResidual(8, 16, 2, 6),
-                                      InvertedResidual(16, 16, 1, 6), conv_bn(16, 64, 1))
+        self.features = nn.Sequential(conv_bn(3, 16, 3, 2), InvertedResidual(16, 8, 1, 1),
+                                      InvertedResidual(8, 16, 2, 6), InvertedResidual(16, 16, 1, 6), conv_bn(16, 64, 1))
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(64, 10))
 
     def forward(self, x):
@@ -123,7 +123,8 @@ def test_weights_import_command(tmp_path, capsys):
     assert (tmp_path / "ours.pt").stat().st_mode & 0o777 == 0o644
     capsys.readouterr()
     assert main(["weights", "import", str(tmp_path / "hand.pt"), "mobilenetv2-1.0", "-o", str(tmp_path / "x.pt")]) == 2
-    assert main(["weights", "import", str(tmp_path / "missing.pt"), "mobilenetv2-1.0", "-o", str(tmp_path / "x.pt")]) == 2
+    missing = tmp_path / "missing.pt"
+    assert main(["weights", "import", str(missing), "mobilenetv2-1.0", "-o", str(tmp_path / "x.pt")]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and "does not fit" in errors[0] and "missing.pt" in errors[1]
     assert not (tmp_path / "x.pt").exists()
