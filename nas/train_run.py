@@ -50,6 +50,7 @@ KEYS: dict[str, tuple[Callable, str]] = {
 }
 DATA_KEYS = ("dataset", "data_dir", "resolution", "out")  # not the Recipe's: where the data and outputs are
 WHERE_KEYS = ("device", "threads", "data_dir", "out")      # a run may resume with other values of these
+INHERITED_KEYS = ("dataset", "data_dir", "resolution", "seed")  # from a search run's config.yaml
 
 
 @dataclass
@@ -96,15 +97,21 @@ def _is_train_folder(path: Path) -> bool:
     return path.is_dir() and (path / "recipe.yaml").exists() and (path / "spec.yaml").exists()
 
 
-def _load_source(text: str) -> tuple[Spec, Path | None]:
-    """The spec to train and its default folder: a training folder itself (resumed), a run's train/."""
+def _load_source(text: str) -> tuple[Spec, Path | None, dict]:
+    """The spec to train, its default folder (a training folder itself, a search run's train/) and the
+    data keys a search run's base inherits from that run (config.yaml), so it trains on what it was found on."""
     from .zoo import load_spec
 
     path = Path(text)
     if _is_train_folder(path):
-        return load(path / "spec.yaml"), path
+        return load(path / "spec.yaml"), path, {}
     spec = load_spec(text)
-    return spec, (path / "train" if path.is_dir() and (path / "best.yaml").exists() else None)
+    if not (path.is_dir() and (path / "best.yaml").exists()):
+        return spec, None, {}
+    config = path / "config.yaml"
+    searched = (yaml.safe_load(config.read_text()) or {}) if config.exists() else {}
+    inherited = {k: searched[k] for k in INHERITED_KEYS if searched.get(k) is not None}
+    return spec, path / "train", inherited
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
@@ -164,14 +171,15 @@ def run_train(source: str, pairs: list[str], progress: bool = True, say: Callabl
 
     if is_family_folder(Path(source)):
         return train_family(Path(source), pairs, progress, say)
-    spec, folder = _load_source(source)
+    spec, folder, inherited = _load_source(source)
     out_dir = Path(given["out"]) if given.get("out") else folder
     out_dir = out_dir or runs_dir / f"{spec.name}-train-{time.strftime('%Y%m%d-%H%M%S')}"
     stored = {}
     if _is_train_folder(out_dir):
         stored = yaml.safe_load((out_dir / "recipe.yaml").read_text()) or {}
         _check_same_run(out_dir, stored, given)
-    values = {**_defaults(), **{k: v for k, v in stored.items() if k in KEYS}, **given, "out": str(out_dir)}
+    values = {**_defaults(), **inherited, **{k: v for k, v in stored.items() if k in KEYS}, **given,
+              "out": str(out_dir)}
     recipe = Recipe(**{k: v for k, v in values.items() if k not in DATA_KEYS})
 
     data = load_dataset(values["dataset"], seed=recipe.seed, data_dir=values["data_dir"],

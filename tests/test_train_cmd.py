@@ -197,3 +197,14 @@ def test_a_family_trains_member_by_member_and_resumes(tiny_yaml, tmp_path, capsy
     assert main(["train", str(family), "epochs=1", "--quiet"]) == 0
     assert done.stat().st_mtime_ns == stamp and (family / "family_accuracy.csv").read_text() == first
     assert "out" in one_line_error(capsys, ["train", str(family), f"out={tmp_path / 'x'}"])
+
+
+def test_a_search_run_trains_its_best_on_its_own_data(tiny_yaml, tmp_path, capsys):
+    run = tmp_path / "run"  # the two files of a search run that nas train reads
+    run.mkdir()
+    (run / "best.yaml").write_text(tiny_yaml.read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({"dataset": "digits", "resolution": 12, "seed": 1, "trials": 4}))
+    assert main(["train", str(run), "epochs=1", "--quiet"]) == 0
+    assert load(run / "train" / "spec.yaml").resolution == 12
+    assert yaml.safe_load((run / "train" / "recipe.yaml").read_text())["seed"] == 1
+    assert str(run / "train" / "model.pt") in capsys.readouterr().out
