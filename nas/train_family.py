@@ -10,6 +10,10 @@ data set's resolution (or ``resolution=``) times its own resolution growth, memb
 reference, rounded, as the scaling grid does. The reference is the base's resolution when the folder
 kept it (``grid/base.yaml``), else the smallest member's. FLOPs and params are the members' own, at
 their own resolution (family.csv).
+
+An optional ``scaling`` column of family.csv (compound, width, depth, resolution: members scaled one way
+only, at matched FLOPs, as in EfficientNet's Figure 8) is carried over and drawn as one line per value;
+without it every member is "compound".
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from .io import save_figure, write_text
 from .spec import load
 
 FAMILY_CSV = "family.csv"
-COLUMNS = ("phi", "name", "resolution", "train_resolution", "params", "flops_multiply_adds", "epochs", "top1",
+COLUMNS = ("scaling", "phi", "name", "resolution", "train_resolution", "params", "flops_multiply_adds", "epochs", "top1",
            "ema_top1", "folder")
 
 
@@ -91,7 +95,7 @@ def train_family(family_dir: Path, pairs: list[str], progress: bool = True,
                                                               f"out={family_dir / 'train' / member['name']}"],
                            progress=progress, say=say)
         last = result.history[-1]
-        rows.append({"phi": int(member["phi"]), "name": member["name"], "resolution": int(member["resolution"]),
+        rows.append({"scaling": member.get("scaling") or "compound", "phi": int(member["phi"]), "name": member["name"], "resolution": int(member["resolution"]),
                      "train_resolution": pixels, "params": int(member["params"]),
                      "flops_multiply_adds": int(member["flops_multiply_adds"]), "epochs": last["epoch"],
                      "top1": last["top1"], "ema_top1": last["ema_top1"],
@@ -115,10 +119,13 @@ def _plot(path: Path, rows: list[dict], title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    flops = [row["flops_multiply_adds"] for row in rows]
     figure, axes = plt.subplots(figsize=(6, 4))
-    axes.plot(flops, [row["top1"] for row in rows], "o-", label="raw weights")
-    axes.plot(flops, [row["ema_top1"] for row in rows], "s--", label="EMA of weights")
+    for scaling in dict.fromkeys(row["scaling"] for row in rows):  # one line per way of scaling, in order
+        line = sorted((r for r in rows if r["scaling"] == scaling), key=lambda r: r["flops_multiply_adds"])
+        flops = [row["flops_multiply_adds"] for row in line]
+        drawn = axes.plot(flops, [row["top1"] for row in line], "o-", label=f"{scaling}: raw weights")
+        axes.plot(flops, [row["ema_top1"] for row in line], "s--", color=drawn[0].get_color(), alpha=0.6,
+                  label=f"{scaling}: EMA of weights")
     for row in rows:
         axes.annotate(f"phi={row['phi']}", (row["flops_multiply_adds"], row["top1"]), textcoords="offset points",
                       xytext=(4, -12), fontsize=8)
