@@ -110,6 +110,49 @@ def _add_data_parser(sub) -> None:
     fetch.set_defaults(run=_data_fetch)
 
 
+def _train(args) -> int:
+    from .train_run import run_train
+
+    print(run_train(args.source, args.pairs, progress=not args.quiet).report())
+    return 0
+
+
+def _add_train_parser(sub) -> None:
+    train = sub.add_parser(
+        "train", help="train one spec with the full recipe (SGD/AdamW, cosine, EMA, checkpoints)",
+        description="nas train SPEC|RUN_DIR|TRAIN_DIR|FAMILY_DIR [key=value ...]; keys: epochs, batch_size, lr, "
+                    "optimizer, weight_decay, label_smoothing, warmup_epochs, ema_decay, dataset, data_dir, "
+                    "resolution, seed, device, threads (torch CPU threads, default 1), out. An earlier out= "
+                    "folder (or TRAIN_DIR) resumes from its last finished epoch. FAMILY_DIR (from nas scale): "
+                    "every member, then family_accuracy.csv and a plot of accuracy against FLOPs.")
+    train.add_argument("source", metavar="SPEC", help="a zoo name, a YAML spec, a search run directory (its "
+                                                      "best.yaml), an earlier nas train folder or a nas scale "
+                                                      "family folder")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument("pairs", nargs="*", metavar="key=value")
+    train.set_defaults(run=_train)
+
+
+def _weights_import(args) -> int:
+    from .weights import import_weights
+
+    print(import_weights(args.source, args.spec, args.output))
+    return 0
+
+
+def _add_weights_parser(sub) -> None:
+    weights = sub.add_parser("weights", help="bring weights from another implementation (timm, torchvision)")
+    action = weights.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    imports = action.add_parser(
+        "import", help="a foreign state_dict -> a state_dict for SPEC, paired tensor by tensor in order",
+        description="nas weights import SRC.pt SPEC -o OUT.pt: pairs SRC's tensors with SPEC's model by position, "
+                    "checks every shape and names the first mismatch; see docs/weights.md")
+    imports.add_argument("source", metavar="SRC.pt", help="torch.save(model.state_dict(), 'SRC.pt') of the other model")
+    imports.add_argument("spec", metavar="SPEC", help="a zoo name or a YAML spec of the same architecture")
+    imports.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="where the state_dict goes")
+    imports.set_defaults(run=_weights_import)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit status 2, like every other user error
         raise UserError(f"{self.prog}: {message}")
@@ -147,6 +190,8 @@ def make_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
     _add_scale_parser(sub)
     _add_data_parser(sub)
+    _add_train_parser(sub)
+    _add_weights_parser(sub)
     return parser
 
 

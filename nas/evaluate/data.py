@@ -22,6 +22,8 @@ from ..data import NAMES, Images, check_name, load_images
 from ..errors import UserError
 
 DATASETS = NAMES
+# Data sets whose classes a flip or a shifted crop can change (a mirrored 2 is no 2): nas train does not augment them.
+DIGIT_LIKE = ("digits",)
 MEASURE_ON = ("holdout", "test")
 check_dataset_name = check_name
 
@@ -34,6 +36,9 @@ class Split:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    # Photographs and the like: a random crop and a left-right flip keep the class (nas train augments).
+    # False for digits, where a flip turns one class into another.
+    natural_images: bool = True
 
     @property
     def resolution(self) -> int:
@@ -92,4 +97,5 @@ def load_dataset(name: str = "digits", seed: int = 0, holdout: float = 0.2, data
     std += 1e-6
     normalised = [_three_channels(x.sub_(mean).div_(std)) for x in (train_x, test_x)]
     as_y = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
-    return Split(name, normalised[0], as_y(ytr), normalised[1], as_y(yte), images.num_classes)
+    return Split(name, normalised[0], as_y(ytr), normalised[1], as_y(yte), images.num_classes,
+                 natural_images=name not in DIGIT_LIKE)
