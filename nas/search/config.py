@@ -51,6 +51,8 @@ class SearchConfig:
     top_k: int = 5                       # hybrid: train a candidate when its proxy score is in the top k so far
     device: str = "auto"
     latency_device: str = "cpu"
+    latency: str = "predicted"           # objective=latency: the latency table's prediction, or a measurement
+    threads: int = 1                     # torch threads when latency is timed on CPU (stated with every figure)
     workers: int = 1
     backend: str = "optuna"
     out: str | None = None
@@ -165,6 +167,8 @@ PARSERS: dict[str, tuple[Callable, str]] = {
     "top_k": (_int(1), "hybrid: how many of the best proxy scores so far get trained"),
     "device": (_choice(("auto", "cpu", "cuda")), "where proxy training runs"),
     "latency_device": (_choice(("cpu", "cuda")), "where objective=latency/energy is measured"),
+    "latency": (_choice(("predicted", "measured")), "objective=latency: predicted (the latency table) or measured"),
+    "threads": (_int(1), "torch threads when latency is timed on CPU"),
     "workers": (_int(1), "trials run at once in this process (threads)"),
     "backend": (_choice(BACKENDS), "optuna (one machine) or ray (a Ray cluster)"),
     "out": (_optional(_text), "run directory (default runs/<space>-<timestamp>); an existing one resumes"),
