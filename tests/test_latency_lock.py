@@ -102,8 +102,7 @@ def test_threads_of_one_process_take_turns(tmp_path, monkeypatch):
 
 def test_measuring_from_inside_training_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_CACHE", str(tmp_path))
-    with training_on("cpu"), pytest.raises(RuntimeError, match="inside training"):
-        with measuring_on("cpu"):
-            pass
+    with training_on("cpu"), pytest.raises(RuntimeError, match="inside training"), measuring_on("cpu"):
+        pass
     with measuring_on("cpu"):  # released: free again
         pass

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from nas.cost import count_cost
 from nas.evaluate import latency_table as lt
 from nas.spec import from_dict
 
@@ -26,15 +27,15 @@ def one_layer():
 
 def test_one_layer_prediction_is_the_measured_sum(one_layer):
     table = lt.load_table("cpu", threads=1)
-    assert table.entries == {} and table.overhead_ms is None
+    assert table.entries == {} and table.ms_per_mparam is None
     predicted = lt.predict(table, one_layer)  # times the conv and the head, then the network once
     layers = lt.spec_layers(one_layer)
     assert [layer.key.split("(")[0] for layer in layers] == ["Conv", "Head"]
     assert set(table.entries) == {layer.key for layer in layers}
     assert all(table.entries[layer.key] > 0 for layer in layers)
-    measured, summed = table.networks[0]
-    assert summed == pytest.approx(sum(table.entries.values()))
-    assert predicted == pytest.approx(summed + table.overhead_ms)
+    measured, summed, params = table.networks[0]
+    assert summed == pytest.approx(sum(table.entries.values())) and params == count_cost(one_layer).params
+    assert predicted == pytest.approx(summed + table.ms_per_mparam * params / 1e6)
     assert predicted == pytest.approx(measured)  # one fitted network: its overhead makes the sum its measurement
     # stored, and read back to the same prediction without timing anything
     again = lt.load_table("cpu", threads=1)
@@ -80,13 +81,12 @@ def test_missing_entries_are_timed_on_demand(one_layer, tiny_spec_dict):
 
 def test_build_a_space_and_specs(tiny_space, one_layer):
     table, timed = lt.build_table(str(tiny_space), [one_layer], samples=2, progress=False)
-    assert timed == len(table.entries) > 2 and table.overhead_ms is not None
+    assert timed == len(table.entries) > 2 and table.ms_per_mparam is not None
     _, again = lt.build_table(str(tiny_space), [], samples=2, progress=False)
     assert again == 0  # everything was already there
 
 
 def test_objective_latency_predicts_by_default(one_layer):
-    from nas.cost import count_cost
     from nas.search.candidate import Context
     from nas.search.config import SearchConfig
 

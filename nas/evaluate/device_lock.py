@@ -34,6 +34,7 @@ def cache_dir() -> Path:
 
 def _lock_path(device: str, suffix: str = "") -> Path:
     name = str(device).replace(":", "")
+    name = "cuda0" if name == "cuda" else name  # torch's "cuda" is its first GPU, as a measurement names it
     return cache_dir() / f"latency-{name}{suffix}.lock"
 
 

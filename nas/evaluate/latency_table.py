@@ -3,18 +3,20 @@
 Each entry is one block (or the head) timed alone on a random input of its shape: its dataclass (kind,
 kernel, stride, groups, expansion, SE ratio, ...), input channels, input size and batch are the key, so
 a convolution, depthwise-separable layer, MBConv with or without SE, pooling layer or linear head that
-recurs across candidates is timed once. Blocks, not single layers, are the unit because a block's layers
-run back to back and share caches; summing isolated layers missed that (the issue allows either).
+recurs across candidates is timed once. Blocks, not single layers, are the unit: fewer entries to time,
+and a block's residual adds, concatenations and activations are counted where they run (the issue
+allows either; a per-layer table was not tried).
 
-A spec's prediction = the sum of its entries + a per-network overhead fitted on a few whole networks
-(median of measured - sum). Timed alone and repeated, a block finds its weights in the caches; inside a
-network the other blocks have pushed them out, so the overhead is mostly that (about 2.5 ms for mnas
-at 112 px on one EPYC thread), plus Python dispatch between blocks. Flushing the caches before each
-timed pass instead, or fitting a scale as well as an offset, predicted worse on mnas samples.
+A spec's prediction = the sum of its entries + a per-network overhead proportional to its parameters,
+fitted on a few whole networks (median of (measured - sum) / parameters). Timed alone and repeated, a
+block finds its weights in the caches; inside a network the other blocks have pushed them out, so each
+pass reads them from memory again: about 0.5 ms per million parameters on one EPYC thread, 25-35 % of
+an mnas sample at 112 px. On the bench's networks a constant overhead left a median error of 10-11 %,
+this one about 8 %; flushing the caches before each timed pass predicted worse than either.
 
 One table per device fingerprint (CPU model and torch threads, or GPU name; plus the torch version),
-kept as JSON in the cache directory and written whole via nas.io. A corrupt file is set aside with a
-one-line warning and the table rebuilt. An entry that is missing is timed on demand.
+kept as JSON in the cache directory and written whole via nas.io. A corrupt file is ignored with a
+one-line warning and rebuilt over it. An entry that is missing is timed on demand.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 
 from ..blocks import BLOCK_MODULES
 from ..build import Head
+from ..cost import count_cost
 from ..io import write_text
 from ..spec import Resolved, ResolvedBlock, Spec, resolve, with_overrides
 from .device_lock import cache_dir
@@ -44,7 +47,7 @@ from .latency import (
     torch_device,
 )
 
-FORMAT = 1
+FORMAT = 2
 LAYER_WARMUP, LAYER_REPEATS = 3, 20   # per table entry; an entry is timed once per device
 OVERHEAD_NETWORKS = 5                 # whole networks timed to fit the overhead
 
@@ -70,13 +73,15 @@ class LatencyTable:
     fingerprint: str
     path: Path
     entries: dict[str, float] = field(default_factory=dict)         # layer key -> median ms
-    networks: list[list[float]] = field(default_factory=list)       # [measured ms, sum of entries ms] per network
+    networks: list[list[float]] = field(default_factory=list)   # [measured ms, sum of entries ms, params] each
 
     @property
-    def overhead_ms(self) -> float | None:
+    def ms_per_mparam(self) -> float | None:
+        """The fitted overhead: milliseconds a network adds to its blocks' sum per million parameters."""
         if not self.networks:
             return None
-        return statistics.median(measured - summed for measured, summed in self.networks)
+        return statistics.median((measured - summed) / (max(params, 1) / 1e6)
+                                 for measured, summed, params in self.networks)
 
     def save(self) -> Path:
         """Write the table, keeping entries another process stored meanwhile (same device, same figures)."""
@@ -96,7 +101,7 @@ def _read(path: Path, fingerprint: str, quiet: bool = False) -> tuple[dict, list
         if data.get("format") != FORMAT or data.get("fingerprint") != fingerprint:
             raise ValueError("it was written by another version or for another device")
         entries = {str(k): float(v) for k, v in data["entries"].items()}
-        networks = [[float(m), float(s)] for m, s in data["networks"]]
+        networks = [[float(m), float(s), float(p)] for m, s, p in data["networks"]]
         return entries, networks
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -194,7 +199,7 @@ def fill(table: LatencyTable, specs: Iterable[Spec], batch: int = 1, progress: b
         table.entries[layer.key] = time_layer(layer, table.device, table.threads)
     for spec in specs[:max(0, overhead_networks - len(table.networks))]:
         measured = measure_latency(spec, device=table.device, batch=batch, threads=table.threads).median_ms
-        table.networks.append([measured, _sum(table, spec, batch)])
+        table.networks.append([measured, _sum(table, spec, batch), count_cost(spec).params])
     table.save()
     return len(missing)
 
@@ -212,9 +217,9 @@ def predict(table: LatencyTable, spec: Spec, batch: int = 1, resolution: int | N
     except KeyError:
         fill(table, [spec], batch, overhead_networks=1)
         total = _sum(table, spec, batch)
-    if table.overhead_ms is None:
+    if table.ms_per_mparam is None:
         fill(table, [spec], batch, overhead_networks=1)
-    return total + table.overhead_ms
+    return total + table.ms_per_mparam * count_cost(spec).params / 1e6
 
 
 def predict_latency(spec: Spec, device: str = "cpu", threads: int = DEFAULT_THREADS, batch: int = 1,
