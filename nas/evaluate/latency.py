@@ -2,15 +2,16 @@
 
 What is measured: forward passes of a random batch in eval and inference mode, fp32. On CPU the model
 and input are channels_last (the layout oneDNN's convolutions prefer) and torch runs ``threads``
-threads (default 1: two OpenMP threads on two busy cores spin and stall, and a reading taken beside a
-training trial was then 50x the idle one). On CUDA each pass is timed with a pair of CUDA events, so the
+threads (default 1: two OpenMP threads on two cores, one of them busy, spin and stall; issue 10 read
+lcnet-x1.0 at 5.3 ms idle and 474 ms beside one busy core). On CUDA each pass is timed with a pair of CUDA events, so the
 time is the GPU's, not Python's.
 
 How: warm up until two consecutive rounds of passes agree (caches, oneDNN's kernel choice, the CPU's
 clock), then time ``repeats`` passes. The median is the number to use; the interquartile range says
 how steady the machine was. Every figure states its thread count and clock: with one CPU thread a pass
 is timed by the thread's CPU time, which leaves out the time other processes had the core (see
-cpu_clock), so a loaded machine reads what an idle one does; with more threads, the wall clock.
+cpu_clock), so a loaded machine reads within a few percent of an idle one (bench/latency_stability.py);
+with more threads, the wall clock.
 
 Never beside training: a measurement holds the device's lock exclusively (nas.evaluate.device_lock),
 which training holds shared, so several nas processes and Ray workers on one host take turns.
