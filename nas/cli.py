@@ -20,8 +20,10 @@ def _info(args) -> int:
     measured = {}
     if args.latency:
         from .evaluate.latency import latency_report
+        from .evaluate.latency_table import predict_latency
 
-        measured.update(latency_report(spec, args.device, args.batch, args.resolution))
+        measured.update(latency_report(spec, args.device, args.batch, args.resolution, threads=args.threads))
+        measured["latency_predicted_ms"] = predict_latency(spec, args.device, args.threads, args.batch, args.resolution)
     if args.energy:
         from .evaluate.energy import energy_report
 
@@ -65,6 +67,39 @@ def _scale(args) -> int:
     for warning in result.warnings:
         print(f"nas: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _latency_build(args) -> int:
+    from .evaluate.latency_table import build_table
+    from .zoo import load_spec
+
+    if args.space and args.specs:
+        raise UserError("nas latency build: got both --space and specs; allowed: one of them")
+    if not args.space and not args.specs:
+        raise UserError("nas latency build: nothing to build for; allowed: --space NAME or one or more specs")
+    table, timed = build_table(args.space, [load_spec(s) for s in args.specs], args.device, args.threads,
+                               args.samples, args.resolution, progress=not args.quiet)
+    overhead = "not fitted" if table.ms_per_mparam is None else f"{table.ms_per_mparam:.3f} ms per million params"
+    print(f"latency table for {table.fingerprint}: {len(table.entries)} entries ({timed} timed now), "
+          f"per-network overhead {overhead} -> {table.path}")
+    return 0
+
+
+def _add_latency_parser(sub) -> None:
+    latency = sub.add_parser("latency", help="the latency table that predicts a spec's latency on this device")
+    actions = latency.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    build = actions.add_parser(
+        "build", help="time the blocks of a space's samples or of given specs into this device's table",
+        description="nas latency build [--space S | SPEC ...] [--device cpu|cuda] [--threads N]; entries already "
+                    "in the table are kept, missing ones are timed (a search times them on demand too)")
+    build.add_argument("specs", nargs="*", metavar="SPEC", help="zoo names or YAML specs")
+    build.add_argument("--space", help="a search space: its blocks as they occur in --samples random samples")
+    build.add_argument("--samples", type=int, default=20, help="samples of --space (default 20)")
+    build.add_argument("--device", default="cpu", help="cpu or cuda")
+    build.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1)")
+    build.add_argument("--resolution", type=int, help="at this input resolution instead of each spec's")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(run=_latency_build)
 
 
 def _add_scale_parser(sub) -> None:
@@ -111,9 +146,9 @@ def _add_data_parser(sub) -> None:
 
 
 def _train(args) -> int:
-    from .train_run import run_train
+    from .train_family import train
 
-    print(run_train(args.source, args.pairs, progress=not args.quiet).report())
+    print(train(args.source, args.pairs, progress=not args.quiet).report())
     return 0
 
 
@@ -169,6 +204,7 @@ def make_parser() -> argparse.ArgumentParser:
     info.add_argument("--energy", action="store_true", help="measure energy per image (NVIDIA GPUs, NVML)")
     info.add_argument("--device", default="cpu", help="cpu or cuda, for --latency")
     info.add_argument("--batch", type=int, default=1, help="batch size for --latency / --energy")
+    info.add_argument("--threads", type=int, default=1, help="torch threads for --latency on CPU (default 1)")
     info.set_defaults(run=_info)
 
     search = sub.add_parser("search", help="search a space for an efficient base architecture",
@@ -192,6 +228,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_data_parser(sub)
     _add_train_parser(sub)
     _add_weights_parser(sub)
+    _add_latency_parser(sub)
     return parser
 
 

@@ -25,8 +25,12 @@ def info_table(spec: Spec, resolution: int | None = None, measured: dict | None 
     measured = measured or {}
     if "latency_ms" in measured:
         lines.append(f"latency: {measured['latency_ms']:.2f} ms median (IQR {measured['latency_spread_ms']:.2f} ms) "
-                     f"at batch {measured['latency_batch']} on {measured['latency_hardware']}; "
+                     f"at batch {measured['latency_batch']} on {measured['latency_hardware']} "
+                     f"({measured.get('latency_clock', 'wall clock')}); "
                      f"{measured['fps']:.1f} images/s")
+    if "latency_predicted_ms" in measured:
+        lines.append(f"predicted latency: {measured['latency_predicted_ms']:.2f} ms (latency table, same device "
+                     f"and threads)")
     if "energy_j_per_image" in measured:
         lines.append(f"energy: {measured['energy_j_per_image']:.4f} J/image from {measured['energy_power_samples']} "
                      f"power samples on {measured['energy_hardware']}")

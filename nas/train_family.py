@@ -135,3 +135,12 @@ def _plot(path: Path, rows: list[dict], title: str) -> None:
     figure.tight_layout()
     save_figure(figure, path)
     plt.close(figure)
+
+
+def train(source: str, pairs: list[str], progress: bool = True, say: Callable[[str], None] = print):
+    """`nas train SOURCE`: every member of a `nas scale` family folder, or one spec (train_run.run_train)."""
+    from .train_run import run_train
+
+    if is_family_folder(Path(source)):
+        return train_family(Path(source), pairs, progress, say)
+    return run_train(source, pairs, progress, say)

@@ -24,7 +24,8 @@ import yaml
 
 from .errors import UserError, did_you_mean
 from .io import save_figure, write_text
-from .search.config import _choice, _float, _int, _optional, _text, parse_pairs
+from .settings import parse_pairs
+from .settings.values import Choice, Integer, Number, OrNone, Text
 from .spec import Spec, dumps, load
 
 RUNS_DIR = Path("runs")
@@ -32,21 +33,21 @@ METRICS = ("epoch", "lr", "train_loss", "top1", "ema_top1", "seconds")
 
 #: Every key of `nas train`, with its parser and a line of help (the Recipe's fields and where the data are).
 KEYS: dict[str, tuple[Callable, str]] = {
-    "epochs": (_int(1), "training epochs (default 30)"),
-    "batch_size": (_int(2), "images per step (default 128)"),
-    "lr": (_float(0, 10), "peak learning rate after warm-up (default 0.1)"),
-    "optimizer": (_choice(("sgd", "adamw")), "sgd (Nesterov momentum 0.9) or adamw (default sgd)"),
-    "weight_decay": (_float(0, 1), "on conv and linear weights only (default 4e-5)"),
-    "label_smoothing": (_float(0, 1, strict_high=True), "default 0.1"),
-    "warmup_epochs": (_float(0, 1000), "linear warm-up before the cosine decay (default 1)"),
-    "ema_decay": (_float(0, 1, strict_high=True), "exponential moving average of the weights (default 0.999)"),
-    "seed": (_int(0), "seed of the data split, the initial weights and the data order (default 0)"),
-    "device": (_choice(("auto", "cpu", "cuda")), "where training runs (default auto: a GPU if there is one)"),
-    "threads": (_int(0), "torch CPU threads (default 1; 0: torch's default)"),
-    "dataset": (_text, "a data set nas loads: digits (default), cifar10, cifar100, imagefolder:PATH, ..."),
-    "data_dir": (_optional(_text), "where downloaded data sets live"),
-    "resolution": (_optional(_int(8)), "training resolution (default: the data set's own)"),
-    "out": (_optional(_text), "output folder; an earlier one resumes"),
+    "epochs": (Integer(1), "training epochs (default 30)"),
+    "batch_size": (Integer(2), "images per step (default 128)"),
+    "lr": (Number(0, 10), "peak learning rate after warm-up (default 0.1)"),
+    "optimizer": (Choice(("sgd", "adamw")), "sgd (Nesterov momentum 0.9) or adamw (default sgd)"),
+    "weight_decay": (Number(0, 1), "on conv and linear weights only (default 4e-5)"),
+    "label_smoothing": (Number(0, 1, below_high=True), "default 0.1"),
+    "warmup_epochs": (Number(0, 1000), "linear warm-up before the cosine decay (default 1)"),
+    "ema_decay": (Number(0, 1, below_high=True), "exponential moving average of the weights (default 0.999)"),
+    "seed": (Integer(0), "seed of the data split, the initial weights and the data order (default 0)"),
+    "device": (Choice(("auto", "cpu", "cuda")), "where training runs (default auto: a GPU if there is one)"),
+    "threads": (Integer(0), "torch CPU threads (default 1; 0: torch's default)"),
+    "dataset": (Text("a data set name"), "a data set nas loads: digits (default), fashion-mnist, cifar10, ..."),
+    "data_dir": (OrNone(Text("a folder")), "where downloaded data sets live"),
+    "resolution": (OrNone(Integer(8)), "training resolution (default: the data set's own)"),
+    "out": (OrNone(Text("a folder")), "output folder; an earlier one resumes"),
 }
 DATA_KEYS = ("dataset", "data_dir", "resolution", "out")  # not the Recipe's: where the data and outputs are
 WHERE_KEYS = ("device", "threads", "data_dir", "out")      # a run may resume with other values of these
@@ -158,8 +159,7 @@ def _save_state_dict(path: Path, model) -> None:
 def run_train(source: str, pairs: list[str], progress: bool = True, say: Callable[[str], None] = print,
               runs_dir: Path = RUNS_DIR):
     """Train the spec named by ``source`` (zoo name, YAML, search run folder, or a training folder to
-    resume) with the recipe in ``pairs`` and write the folder described above; a `nas scale` family
-    folder trains every member (train_family.py). Returns a TrainRunResult or a FamilyTrainResult."""
+    resume) with the recipe in ``pairs`` and write the folder described above."""
     import torch
 
     from .evaluate.data import load_dataset
@@ -167,10 +167,6 @@ def run_train(source: str, pairs: list[str], progress: bool = True, say: Callabl
     from .evaluate.train import proxy_spec
 
     given = parse_keys(pairs)  # a mistyped key fails before anything is loaded
-    from .train_family import is_family_folder, train_family
-
-    if is_family_folder(Path(source)):
-        return train_family(Path(source), pairs, progress, say)
     spec, folder, inherited = _load_source(source)
     out_dir = Path(given["out"]) if given.get("out") else folder
     out_dir = out_dir or runs_dir / f"{spec.name}-train-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -1,8 +1,10 @@
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("RAY_DASHBOARD_ENABLED", "0")
+os.environ.setdefault("NAS_CACHE", tempfile.mkdtemp(prefix="nas-test-cache-"))  # latency tables, locks: not ~/.cache
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -20,6 +20,27 @@ def test_latency_of_a_spec(tiny):
     assert 0 < result.min_ms <= result.median_ms <= result.max_ms
     assert result.fps == pytest.approx(2 / (result.median_ms / 1e3))
     assert (result.repeats, result.batch, result.resolution, result.device) == (5, 2, 32, "cpu")
+    assert result.threads == 1 and result.hardware.endswith("CPU, 1 thread")
+
+
+def test_the_thread_count_is_used_stated_and_restored(tiny):
+    seen = []
+    model = nas.build_model(tiny)
+    model.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    result = measure_latency(model, resolution=32, warmup=0, repeats=3, threads=2)
+    assert set(seen) == {2} and result.threads == 2 and "2 threads" in result.hardware
+    assert torch.get_num_threads() == 1  # the conftest's count, back after the measurement
+    with pytest.raises(nas.UserError, match="threads"):
+        measure_latency(tiny, threads=0)
+
+
+def test_warm_up_runs_until_stable(tiny):
+    calls = []
+    model = nas.build_model(tiny)
+    model.register_forward_hook(lambda *_: calls.append(1))
+    measure_latency(model, resolution=32, warmup=2, repeats=4)
+    # at least the minimum, then two rounds of 5 compared, then the timed passes
+    assert len(calls) >= 2 + 2 * 5 + 4
 
 
 def test_latency_of_a_model_needs_a_resolution(tiny):
@@ -34,6 +55,7 @@ def test_latency_report_keys(tiny):
     assert report["latency_ms"] > 0 and report["latency_spread_ms"] >= 0
     assert report["fps"] == pytest.approx(1e3 / report["latency_ms"])
     assert report["latency_device"] == "cpu" and report["latency_batch"] == 1
+    assert report["latency_threads"] == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")

@@ -120,7 +120,7 @@ def test_search_finds_the_latency_winner_and_the_flops_winner(flip_space, tmp_pa
         return Evaluation(0.9, 0.0)
 
     common = [f"space={flip_space}", "sampler=random", "trials=6"]
-    by_latency = run_search([*common, "objective=latency", "target=1ms", f"out={tmp_path / 'latency'}"],
+    by_latency = run_search([*common, "objective=latency", "latency=measured", "target=1ms", f"out={tmp_path / 'latency'}"],
                             evaluator=same_accuracy, progress=False)
     seen = {r["decisions"]["stage0.block"] for r in by_latency.records}
     assert seen == {"mbconv", "conv"}, "the sampler must propose both options"
@@ -146,7 +146,7 @@ def test_measured_once_per_spec_and_device(flip_space, monkeypatch):
 
     monkeypatch.setattr(latency, "latency_report", fake_latency)
     depthwise, dense = option(flip_space, "mbconv"), option(flip_space, "conv")
-    ctx = context(flip_space, "objective=latency", "target=1ms")
+    ctx = context(flip_space, "objective=latency", "latency=measured", "target=1ms")
     for _ in range(3):
         assert cost_of(ctx, depthwise) == cost_of(ctx, dense) == 2.0
     assert sorted(device for _, device in calls) == ["cpu", "cpu"]

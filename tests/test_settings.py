@@ -41,7 +41,7 @@ def test_scale_help_lists_the_grid_keys():
 
 
 def test_readme_holds_exactly_the_rendered_key_table():
-    """Regenerate with: python -c "from nas.settings import key_table; print(key_table())" (README, nas search)."""
+    """Regenerate with: python tools/update_readme_keys.py"""
     table = key_table()
     readme = README.read_text()
     assert table in readme

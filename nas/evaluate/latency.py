@@ -1,13 +1,20 @@
-"""Inference latency of a spec (or a built model) on this machine's CPU or CUDA GPU.
+"""Inference latency of a spec (or a built model, or one block) on this machine's CPU or CUDA GPU.
 
-What is measured: one forward pass of a random batch in eval and inference mode, fp32, repeated
-``repeats`` times after ``warmup`` untimed passes. The median is the number to use (robust to a stray
-slow pass); the interquartile range and min/max say how steady the machine was. On CPU the model and
-input are channels_last (the layout oneDNN's convolutions prefer) and torch uses its default thread
-count; on CUDA each pass is timed with a pair of CUDA events, so the time is the GPU's, not Python's.
+What is measured: forward passes of a random batch in eval and inference mode, fp32. On CPU the model
+and input are channels_last (the layout oneDNN's convolutions prefer) and torch runs ``threads``
+threads (default 1: two OpenMP threads on two cores, one of them busy, spin and stall; issue 10 read
+lcnet-x1.0 at 5.3 ms idle and 474 ms beside one busy core). On CUDA each pass is timed with a pair of CUDA events, so the
+time is the GPU's, not Python's.
 
-Latency depends on the machine and on what else runs on it: compare numbers from one machine, and do
-not measure while other trials load the same CPU or GPU.
+How: warm up until two consecutive rounds of passes agree (caches, oneDNN's kernel choice, the CPU's
+clock), then time ``repeats`` passes. The median is the number to use; the interquartile range says
+how steady the machine was. Every figure states its thread count and clock: with one CPU thread a pass
+is timed by the thread's CPU time, which leaves out the time other processes had the core (see
+cpu_clock), so a loaded machine reads within a few percent of an idle one (bench/latency_stability.py);
+with more threads, the wall clock.
+
+Never beside training: a measurement holds the device's lock exclusively (nas.evaluate.device_lock),
+which training holds shared, so several nas processes and Ray workers on one host take turns.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -23,10 +31,15 @@ from torch import nn
 from ..build import build_model
 from ..errors import UserError
 from ..spec import Spec
+from .device_lock import measuring_on
 
 DEVICES = ("cpu", "cuda")
-DEFAULT_WARMUP = 5
-DEFAULT_REPEATS = 30   # ~1 s for a small model on a laptop CPU; raise it for a steadier median
+DEFAULT_WARMUP = 5       # passes before the first stability check
+DEFAULT_REPEATS = 30     # timed passes after warm-up
+DEFAULT_THREADS = 1      # torch threads on CPU: steady under load (see the module note)
+_WARMUP_ROUND = 5        # passes per warm-up round
+_MAX_WARMUP_ROUNDS = 10
+_STABLE = 0.05           # two warm-up rounds within 5 % of each other: warm
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,8 @@ class Latency:
     resolution: int
     device: str          # "cpu" or "cuda:0"
     hardware: str        # what ran it: the GPU's name, or the CPU and thread count
+    threads: int         # torch threads during the measurement (CPU)
+    clock: str           # thread CPU time (CPU, 1 thread), wall clock (CPU, more threads) or CUDA events
 
     @property
     def iqr_ms(self) -> float:
@@ -67,87 +82,152 @@ def torch_device(device: str, what: str = "device") -> torch.device:
     return torch.device("cpu")
 
 
-def _check_count(what: str, value, minimum: int) -> int:
+def check_count(what: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UserError(f"{what}: got {value!r}; allowed: an integer >= {minimum}")
     return value
 
 
-def _hardware(device: torch.device) -> str:
+def cpu_model() -> str:
+    """The CPU's marketing name (/proc/cpuinfo on Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware_name(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{cpu_model()} CPU, {threads} thread{'s' if threads != 1 else ''}"
 
 
-def _time_cpu(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        model(x)
+class torch_threads:
+    """Run a block with ``n`` torch threads, then put the previous count back."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
+
+
+def cpu_clock(threads: int) -> Callable[[], float]:
+    """What a CPU pass is timed with: with one torch thread all the work runs in the calling thread, so
+    its CPU time is the pass's latency without the time the scheduler gave other processes (on a loaded
+    machine that wait was most of a wall-clock reading). With more threads the work is spread over
+    OpenMP workers, and only the wall clock sees it."""
+    return time.thread_time if threads == 1 else time.perf_counter
+
+
+def clock_name(device: torch.device, threads: int) -> str:
+    if device.type == "cuda":
+        return "CUDA events"
+    return "thread CPU time" if cpu_clock(threads) is time.thread_time else "wall clock"
+
+
+def _cpu_pass_times(run: Callable[[], object], passes: int, clock: Callable[[], float]) -> list[float]:
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append((time.perf_counter() - start) * 1e3)
+    for _ in range(passes):
+        start = clock()
+        run()
+        times.append((clock() - start) * 1e3)
     return times
 
 
-def _time_cuda(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        model(x)
-    torch.cuda.synchronize(x.device)
+def _cuda_pass_times(run: Callable[[], object], passes: int, device: torch.device) -> list[float]:
+    torch.cuda.synchronize(device)
     # Record every pair first and synchronise once, so no host wait sits between passes.
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(passes)]
     for start, end in events:
         start.record()
-        model(x)
+        run()
         end.record()
-    torch.cuda.synchronize(x.device)
+    torch.cuda.synchronize(device)
     return [start.elapsed_time(end) for start, end in events]
+
+
+def _pass_times(run, passes: int, device: torch.device, clock: Callable[[], float]) -> list[float]:
+    if device.type == "cuda":
+        with torch.cuda.device(device):  # events record on this device's current stream
+            return _cuda_pass_times(run, passes, device)
+    return _cpu_pass_times(run, passes, clock)
+
+
+def _warm_up(run, device: torch.device, minimum: int, clock) -> None:
+    """At least ``minimum`` passes, then rounds until two consecutive round medians agree within 5 %."""
+    _pass_times(run, minimum, device, clock)
+    previous = statistics.median(_pass_times(run, _WARMUP_ROUND, device, clock))
+    for _ in range(_MAX_WARMUP_ROUNDS):
+        current = statistics.median(_pass_times(run, _WARMUP_ROUND, device, clock))
+        if abs(current - previous) <= _STABLE * max(previous, 1e-9):
+            return
+        previous = current
+
+
+def time_call(run: Callable[[], object], device: torch.device, threads: int = DEFAULT_THREADS,
+              warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS) -> list[float]:
+    """Milliseconds of each of ``repeats`` calls of ``run`` after warm-up, under the device's lock.
+
+    The one timing loop: whole networks (measure_latency) and single blocks (the latency table) go through it.
+    """
+    clock = cpu_clock(threads)
+    with measuring_on(str(device)), torch_threads(threads), torch.inference_mode():
+        _warm_up(run, device, warmup, clock)
+        return _pass_times(run, repeats, device, clock)
+
+
+def _model_and_input(model_or_spec, resolution, in_channels):
+    if isinstance(model_or_spec, Spec):
+        spec = model_or_spec
+        return build_model(spec), resolution or spec.resolution, spec.in_channels
+    if resolution is None:
+        raise UserError("latency resolution: got None; allowed: a positive image side in pixels "
+                        "(required when timing a model rather than a spec)")
+    return model_or_spec, resolution, in_channels
 
 
 def measure_latency(model_or_spec: nn.Module | Spec, resolution: int | None = None, device: str = "cpu",
                     batch: int = 1, warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS,
-                    in_channels: int = 3) -> Latency:
+                    in_channels: int = 3, threads: int = DEFAULT_THREADS) -> Latency:
     """Time forward passes of ``model_or_spec`` on ``batch`` random images of ``resolution`` squared pixels.
 
     A spec is built here (its resolution and input channels are the defaults); a model is used as given
     (``resolution`` required, ``in_channels`` for its input) and put in eval mode. The model is moved to
-    ``device`` and, on CPU, to channels_last, in place.
+    ``device`` and, on CPU, to channels_last, in place. ``threads`` torch threads run it (CPU).
     """
     target = torch_device(device, "latency device")
-    batch = _check_count("latency batch", batch, 1)
-    warmup = _check_count("latency warmup", warmup, 0)
-    repeats = _check_count("latency repeats", repeats, 1)
-    if isinstance(model_or_spec, Spec):
-        spec = model_or_spec
-        model, resolution, in_channels = build_model(spec), resolution or spec.resolution, spec.in_channels
-    else:
-        model = model_or_spec
-        if resolution is None:
-            raise UserError("latency resolution: got None; allowed: a positive image side in pixels "
-                            "(required when timing a model rather than a spec)")
-    resolution = _check_count("latency resolution", resolution, 1)
+    batch = check_count("latency batch", batch, 1)
+    warmup = check_count("latency warmup", warmup, 0)
+    repeats = check_count("latency repeats", repeats, 1)
+    threads = check_count("latency threads", threads, 1)
+    model, resolution, in_channels = _model_and_input(model_or_spec, resolution, in_channels)
+    resolution = check_count("latency resolution", resolution, 1)
 
     layout = torch.channels_last if target.type == "cpu" else torch.contiguous_format
     model = model.eval().to(target, memory_format=layout)
     x = torch.randn(batch, in_channels, resolution, resolution, device=target).to(memory_format=layout)
-    with torch.inference_mode():
-        if target.type == "cuda":
-            with torch.cuda.device(target):  # events record on this device's current stream
-                times = _time_cuda(model, x, warmup, repeats)
-        else:
-            times = _time_cpu(model, x, warmup, repeats)
-
+    times = time_call(lambda: model(x), target, threads, warmup, repeats)
     median = statistics.median(times)
     q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else (times[0],) * 3
     return Latency(median_ms=median, q1_ms=q1, q3_ms=q3, min_ms=min(times), max_ms=max(times),
                    fps=batch / (median / 1e3), repeats=repeats, batch=batch, resolution=resolution,
-                   device=str(target), hardware=_hardware(target))
+                   device=str(target), hardware=hardware_name(target, threads), threads=threads,
+                   clock=clock_name(target, threads))
 
 
 def latency_report(spec: Spec, device: str = "cpu", batch: int = 1, resolution: int | None = None,
-                   repeats: int = DEFAULT_REPEATS) -> dict:
+                   repeats: int = DEFAULT_REPEATS, threads: int = DEFAULT_THREADS) -> dict:
     """The keys `nas info --latency --json` merges into its object (times in ms, fps in images/s)."""
-    result = measure_latency(spec, resolution, device, batch, repeats=repeats)
+    result = measure_latency(spec, resolution, device, batch, repeats=repeats, threads=threads)
     return {
         "latency_ms": result.median_ms,
         "latency_spread_ms": result.iqr_ms,      # interquartile range over repeats
@@ -159,7 +239,10 @@ def latency_report(spec: Spec, device: str = "cpu", batch: int = 1, resolution: 
         "latency_resolution": result.resolution,
         "latency_device": result.device,
         "latency_hardware": result.hardware,
+        "latency_threads": result.threads,
+        "latency_clock": result.clock,
     }
 
 
-__all__ = ["DEVICES", "Latency", "latency_report", "measure_latency", "torch_device"]
+__all__ = ["DEFAULT_THREADS", "DEVICES", "Latency", "latency_report", "measure_latency", "time_call",
+           "torch_device", "torch_threads"]

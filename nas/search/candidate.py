@@ -61,10 +61,14 @@ class Context:
         cache_key = self.measured_key(key)
         device = cache_key[1].split(":", 1)[1]
         if cache_key not in self.measured:  # measured once per spec and device
-            if objective == "latency":
+            if objective == "latency" and self.config.latency == "predicted":
+                from ..evaluate.latency_table import predict_latency
+
+                value = predict_latency(spec, device, self.config.latency_threads)
+            elif objective == "latency":
                 from ..evaluate.latency import latency_report
 
-                value = latency_report(spec, device)["latency_ms"]
+                value = latency_report(spec, device, threads=self.config.latency_threads)["latency_ms"]
             else:
                 from ..evaluate.energy import energy_report
 

@@ -101,6 +101,11 @@ class SearchConfig:
     top_k: int = setting(5, Integer(1), "evaluator=hybrid: how many of the best proxy scores so far get trained")
     latency_device: str = setting("cpu", Choice(("cpu", "cuda")),
                                   "where objective=latency / energy is measured (cached per spec and device)")
+    latency: str = setting("predicted", Choice(("predicted", "measured")),
+                           "objective=latency: the per-device latency table's prediction, or a measurement of each "
+                           "candidate")
+    latency_threads: int = setting(1, Integer(1), "torch threads when latency is timed or predicted on CPU "
+                                                  "(stated with every figure)")
     workers: int = setting(1, Integer(1), "trials at once in this process; several processes may share one out=")
     backend: str = setting("optuna", Choice(BACKENDS), "optuna (one machine) or ray (a Ray cluster)")
     out: str | None = setting(None, OrNone(Text("a folder")), "the run directory; an existing one resumes",

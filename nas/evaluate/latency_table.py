@@ -1,0 +1,249 @@
+"""Predicted latency: a per-device table of measured block latencies, summed over a spec's blocks.
+
+Each entry is one block (or the head) timed alone on a random input of its shape: its dataclass (kind,
+kernel, stride, groups, expansion, SE ratio, ...), input channels, input size and batch are the key, so
+a convolution, depthwise-separable layer, MBConv with or without SE, pooling layer or linear head that
+recurs across candidates is timed once. Blocks, not single layers, are the unit: fewer entries to time,
+and a block's residual adds, concatenations and activations are counted where they run (the issue
+allows either; a per-layer table was not tried).
+
+A spec's prediction = the sum of its entries + a per-network overhead proportional to its parameters,
+fitted on a few whole networks (median of (measured - sum) / parameters). Timed alone and repeated, a
+block finds its weights in the caches; inside a network the other blocks have pushed them out, so each
+pass reads them from memory again: about 0.5 ms per million parameters on one EPYC thread, 25-35 % of
+an mnas sample at 112 px. On the bench's networks a constant overhead left a median error of 10-11 %,
+this one about 8 %; flushing the caches before each timed pass predicted worse than either.
+
+One table per device fingerprint (CPU model and torch threads, or GPU name; plus the torch version),
+kept as JSON in the cache directory and written whole via nas.io. A corrupt file is ignored with a
+one-line warning and rebuilt over it. An entry that is missing is timed on demand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..blocks import build_block
+from ..build import Head
+from ..cost import count_cost
+from ..io import write_text
+from ..spec import Resolved, ResolvedBlock, Spec, resolve, with_overrides
+from .device_lock import cache_dir
+from .latency import (
+    DEFAULT_THREADS,
+    check_count,
+    cpu_model,
+    measure_latency,
+    time_call,
+    torch_device,
+)
+
+FORMAT = 2
+LAYER_WARMUP, LAYER_REPEATS = 3, 20   # per table entry; an entry is timed once per device
+OVERHEAD_NETWORKS = 5                 # whole networks timed to fit the overhead
+
+
+def device_fingerprint(device: str = "cpu", threads: int = DEFAULT_THREADS) -> str:
+    """What a table's figures hold for: the CPU model and thread count, or the GPU's name; and the torch build."""
+    target = torch_device(device, "latency device")
+    if target.type == "cuda":
+        return f"{torch.cuda.get_device_name(target)}, torch {torch.__version__}"
+    return f"{cpu_model()} CPU, {threads} threads, torch {torch.__version__}"
+
+
+def table_path(fingerprint: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", fingerprint).strip("-")[:60]
+    digest = hashlib.sha1(fingerprint.encode()).hexdigest()[:8]
+    return cache_dir() / "latency-tables" / f"{slug}-{digest}.json"
+
+
+@dataclass
+class LatencyTable:
+    device: str                      # "cpu" or "cuda:0"
+    threads: int
+    fingerprint: str
+    path: Path
+    entries: dict[str, float] = field(default_factory=dict)         # layer key -> median ms
+    networks: list[list[float]] = field(default_factory=list)   # [measured ms, sum of entries ms, params] each
+
+    @property
+    def ms_per_mparam(self) -> float | None:
+        """The fitted overhead: milliseconds a network adds to its blocks' sum per million parameters."""
+        if not self.networks:
+            return None
+        return statistics.median((measured - summed) / (max(params, 1) / 1e6)
+                                 for measured, summed, params in self.networks)
+
+    def save(self) -> Path:
+        """Write the table, keeping entries another process stored meanwhile (same device, same figures)."""
+        if self.path.exists():
+            stored, _ = _read(self.path, self.fingerprint, quiet=True)
+            self.entries = {**stored, **self.entries}
+        data = {"format": FORMAT, "fingerprint": self.fingerprint, "entries": self.entries, "networks": self.networks}
+        return write_text(self.path, json.dumps(data, indent=0, sort_keys=True) + "\n")
+
+
+def _read(path: Path, fingerprint: str, quiet: bool = False) -> tuple[dict, list]:
+    """A stored table's entries and networks; empty when there is none or it is unusable (warned about once)."""
+    if not path.exists():
+        return {}, []
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT or data.get("fingerprint") != fingerprint:
+            raise ValueError("it was written by another version or for another device")
+        entries = {str(k): float(v) for k, v in data["entries"].items()}
+        networks = [[float(m), float(s), float(p)] for m, s, p in data["networks"]]
+        return entries, networks
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not quiet:
+            print(f"nas: warning: latency table {path} is unreadable ({reason}); rebuilding it", file=sys.stderr)
+        return {}, []
+
+
+def load_table(device: str = "cpu", threads: int = DEFAULT_THREADS) -> LatencyTable:
+    """This device's table (empty when none is stored yet)."""
+    threads = check_count("threads", threads, 1)
+    target = str(torch_device(device, "latency device"))
+    fingerprint = device_fingerprint(target, threads)
+    path = table_path(fingerprint)
+    entries, networks = _read(path, fingerprint)
+    return LatencyTable(target, threads, fingerprint, path, entries, networks)
+
+
+# -- what a spec is made of --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layer:
+    """One table entry of a spec: its key and how to build it with an input to time it on."""
+
+    key: str
+    make: Callable[[], tuple[torch.nn.Module, tuple[torch.Tensor, ...]]]
+
+
+def _block_layer(rb: ResolvedBlock, spec: Spec, batch: int) -> Layer:
+    h, w = rb.in_size
+    key = f"{rb.block!r} in={rb.in_channels}x{h}x{w} batch={batch}"
+
+    def make():
+        module = build_block(rb.block, rb.in_channels)
+        x = torch.randn(batch, rb.in_channels, h, w)
+        if getattr(module, "takes_image", False):  # ESPNetv2's input reinforcement also reads the image
+            image = torch.randn(batch, spec.in_channels, spec.resolution, spec.resolution)
+            return module, (x, image)
+        return module, (x,)
+    if getattr(rb.block, "input_reinforcement", False):
+        key += f" image={spec.in_channels}x{spec.resolution}"
+    return Layer(key, make)
+
+
+def _head_layer(resolved: Resolved, batch: int) -> Layer:
+    spec, (h, w) = resolved.spec, resolved.final_size
+    head = spec.head
+    key = (f"Head(kind={head.kind!r}, channels={resolved.head_channels}, activation={head.activation!r}, "
+           f"classes={spec.num_classes}) in={resolved.head_in_channels}x{h}x{w} batch={batch}")
+
+    def make():
+        module = Head(head, resolved.head_in_channels, resolved.head_channels, spec.num_classes)
+        return module, (torch.randn(batch, resolved.head_in_channels, h, w),)
+    return Layer(key, make)
+
+
+def spec_layers(spec: Spec, batch: int = 1) -> list[Layer]:
+    """The table entries ``spec`` sums over: each resolved block (stem included), then the head."""
+    resolved = resolve(spec)
+    return [_block_layer(rb, spec, batch) for rb in resolved.blocks] + [_head_layer(resolved, batch)]
+
+
+def time_layer(layer: Layer, device: str, threads: int) -> float:
+    """Median ms of one block alone, laid out as in a measured network (channels_last on CPU)."""
+    target = torch_device(device, "latency device")
+    layout = torch.channels_last if target.type == "cpu" else torch.contiguous_format
+    module, inputs = layer.make()
+    module = module.eval().to(target, memory_format=layout)
+    inputs = tuple(t.to(target).contiguous(memory_format=layout) for t in inputs)
+    times = time_call(lambda: module(*inputs), target, threads, LAYER_WARMUP, LAYER_REPEATS)
+    return statistics.median(times)
+
+
+# -- filling and predicting --------------------------------------------------------------------
+
+def _progress(items: list, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="layer", file=sys.stderr)
+
+
+def fill(table: LatencyTable, specs: Iterable[Spec], batch: int = 1, progress: bool = False,
+         overhead_networks: int = OVERHEAD_NETWORKS) -> int:
+    """Time every entry of ``specs`` the table lacks, then fit the overhead on up to ``overhead_networks``
+    whole networks (more than it has). Saves the table; returns how many entries were timed."""
+    specs = list(specs)
+    missing = {}
+    for spec in specs:
+        for layer in spec_layers(spec, batch):
+            if layer.key not in table.entries:
+                missing.setdefault(layer.key, layer)
+    for layer in _progress(list(missing.values()), progress, f"timing layers on {table.fingerprint}"):
+        table.entries[layer.key] = time_layer(layer, table.device, table.threads)
+    for spec in specs[:max(0, overhead_networks - len(table.networks))]:
+        measured = measure_latency(spec, device=table.device, batch=batch, threads=table.threads).median_ms
+        table.networks.append([measured, _sum(table, spec, batch), count_cost(spec).params])
+    table.save()
+    return len(missing)
+
+
+def _sum(table: LatencyTable, spec: Spec, batch: int) -> float:
+    return sum(table.entries[layer.key] for layer in spec_layers(spec, batch))
+
+
+def predict(table: LatencyTable, spec: Spec, batch: int = 1, resolution: int | None = None) -> float:
+    """Predicted ms of one forward pass of ``spec``; missing entries (and a missing overhead) are timed now."""
+    if resolution is not None:
+        spec = with_overrides(spec, resolution=resolution)
+    try:
+        total = _sum(table, spec, batch)
+    except KeyError:
+        fill(table, [spec], batch, overhead_networks=1)
+        total = _sum(table, spec, batch)
+    if table.ms_per_mparam is None:
+        fill(table, [spec], batch, overhead_networks=1)
+    return total + table.ms_per_mparam * count_cost(spec).params / 1e6
+
+
+def predict_latency(spec: Spec, device: str = "cpu", threads: int = DEFAULT_THREADS, batch: int = 1,
+                    resolution: int | None = None) -> float:
+    """One-shot prediction (loads the table each call; hold a LatencyTable to predict many)."""
+    return predict(load_table(device, threads), spec, batch, resolution)
+
+
+def build_table(space: str | None = None, specs: Iterable[Spec] = (), device: str = "cpu",
+                threads: int = DEFAULT_THREADS, samples: int = 20, resolution: int | None = None,
+                progress: bool = True) -> tuple[LatencyTable, int]:
+    """`nas latency build`: fill this device's table for ``specs`` and/or ``samples`` specs sampled from
+    ``space`` (seeds 0..samples-1), at ``resolution`` if given. Returns the table and the entries timed."""
+    from ..space import load_space, random_choices, sample
+
+    chosen = list(specs)
+    if space is not None:
+        loaded = load_space(space)
+        chosen += [sample(loaded, random_choices(seed)) for seed in range(check_count("--samples", samples, 1))]
+    if resolution is not None:
+        chosen = [with_overrides(spec, resolution=check_count("--resolution", resolution, 8)) for spec in chosen]
+    table = load_table(device, threads)
+    return table, fill(table, chosen, progress=progress)
+
+
+__all__ = ["LatencyTable", "build_table", "device_fingerprint", "fill", "load_table", "predict", "predict_latency",
+           "spec_layers", "time_layer"]

@@ -1,0 +1,97 @@
+"""The latency table: sums measured block entries, is keyed by device and threads, survives a corrupt file,
+fills on demand, and is what objective=latency uses by default."""
+
+import json
+
+import pytest
+import torch
+
+from nas.cost import count_cost
+from nas.evaluate import latency_table as lt
+from nas.spec import from_dict
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def one_layer():
+    """A network of one 3x3 conv-BN-ReLU block and a pool-linear head."""
+    return from_dict({"name": "one", "resolution": 16, "num_classes": 4, "stem": [],
+                      "stages": [{"block": "conv", "out_channels": 8, "kernel": 3, "stride": 1}],
+                      "head": {"channels": 0}})
+
+
+def test_one_layer_prediction_is_the_measured_sum(one_layer):
+    table = lt.load_table("cpu", threads=1)
+    assert table.entries == {} and table.ms_per_mparam is None
+    predicted = lt.predict(table, one_layer)  # times the conv and the head, then the network once
+    layers = lt.spec_layers(one_layer)
+    assert [layer.key.split("(")[0] for layer in layers] == ["Conv", "Head"]
+    assert set(table.entries) == {layer.key for layer in layers}
+    assert all(table.entries[layer.key] > 0 for layer in layers)
+    measured, summed, params = table.networks[0]
+    assert summed == pytest.approx(sum(table.entries.values())) and params == count_cost(one_layer).params
+    assert predicted == pytest.approx(summed + table.ms_per_mparam * params / 1e6)
+    assert predicted == pytest.approx(measured)  # one fitted network: its overhead makes the sum its measurement
+    # stored, and read back to the same prediction without timing anything
+    again = lt.load_table("cpu", threads=1)
+    assert again.entries == table.entries and lt.predict(again, one_layer) == pytest.approx(predicted)
+
+
+def test_table_is_keyed_by_device_and_threads(one_layer):
+    one, two = lt.load_table("cpu", 1), lt.load_table("cpu", 2)
+    assert "1 threads" in one.fingerprint and "2 threads" in two.fingerprint
+    assert one.path != two.path
+    lt.predict(one, one_layer)
+    assert one.path.exists() and not two.path.exists()
+    fresh = lt.load_table("cpu", 2)
+    assert fresh.entries == {}  # another thread count measures anew
+    lt.predict(fresh, one_layer)
+    assert two.path.exists() and set(fresh.entries) == set(one.entries)
+    assert torch.get_num_threads() == 1  # the conftest's count is back after timing with 2
+
+
+def test_a_corrupt_table_is_rebuilt_with_a_warning(one_layer, capsys):
+    table = lt.load_table("cpu", 1)
+    table.path.parent.mkdir(parents=True)
+    table.path.write_text('{"format": 1, "entries": {"Conv(')  # torn write from an older tool
+    reloaded = lt.load_table("cpu", 1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unreadable" in err and str(table.path) in err and "rebuilding" in err
+    assert reloaded.entries == {}
+    lt.predict(reloaded, one_layer)
+    data = json.loads(table.path.read_text())
+    assert data["fingerprint"] == reloaded.fingerprint and len(data["entries"]) == 2
+
+
+def test_missing_entries_are_timed_on_demand(one_layer, tiny_spec_dict):
+    table = lt.load_table("cpu", 1)
+    lt.fill(table, [one_layer])
+    before = dict(table.entries)
+    tiny = from_dict(tiny_spec_dict)
+    predicted = lt.predict(table, tiny)
+    assert predicted > 0 and len(table.entries) > len(before)
+    assert all(table.entries[k] == v for k, v in before.items())  # known entries are never re-timed
+    assert len(table.networks) == 1  # the overhead was already fitted: no whole network is timed
+
+
+def test_build_a_space_and_specs(tiny_space, one_layer):
+    table, timed = lt.build_table(str(tiny_space), [one_layer], samples=2, progress=False)
+    assert timed == len(table.entries) > 2 and table.ms_per_mparam is not None
+    _, again = lt.build_table(str(tiny_space), [], samples=2, progress=False)
+    assert again == 0  # everything was already there
+
+
+def test_objective_latency_predicts_by_default(one_layer):
+    from nas.search.candidate import Context
+    from nas.search.config import SearchConfig
+
+    config = SearchConfig(objective="latency", target=5.0)
+    assert config.latency == "predicted" and config.latency_threads == 1
+    cost = Context(config, None, None).objective_cost(one_layer, "k", count_cost(one_layer))
+    table = lt.load_table("cpu", 1)
+    assert table.path.exists() and cost == pytest.approx(lt.predict(table, one_layer))
