@@ -36,8 +36,8 @@ import torch
 from nas.evaluate.data import load_dataset
 from nas.evaluate.evaluators import make_evaluator
 from nas.evaluate.train import TrainSettings
-from nas.search import run_search
 from nas.io import write_text
+from nas.search import run_search
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLERS = ("tpe", "random")

@@ -8,7 +8,7 @@ here (not beside the torch evaluators) so the torch-free search layer can catch 
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def did_you_mean(word, options: Iterable[str]) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, IO
+from typing import IO
 
 FILE_MODE = 0o644
 
 
-def write_with(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False) -> Path:
+def write_with(path: str | os.PathLike, write: Callable[[IO], object], binary: bool = False) -> Path:
     """Call ``write(file_object)`` on a temp file beside ``path``, then move it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,9 +19,9 @@ sees gamma at all (:mod:`nas.scaled_resolution`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import yaml
 

@@ -9,8 +9,8 @@ proxy resolution times the candidate's resolution growth over the base instead (
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from .search.evaluation import make_configured_evaluator
 from .spec import Spec, Stage, resolve, spec_hash

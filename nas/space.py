@@ -31,9 +31,10 @@ Decision names are ``stage<i>.<key>`` and ``global.<key>``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 

@@ -9,8 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import nas
 from nas.blocks.eesp import EESPUnit, StridedEESP
-from nas.spec import eesp_dilations
-from nas.spec import from_dict, resolve
+from nas.spec import eesp_dilations, from_dict, resolve
 
 
 def eesp(out, stride=1, repeats=1, branches=4, limit=7, reinforce=False):

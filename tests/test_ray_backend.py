@@ -19,11 +19,10 @@ from ray import cloudpickle
 
 import nas
 from nas.evaluate.evaluators import Evaluation
-from nas.search import run_search
-from nas.search import ray_backend
-from nas.search.ray_records import JournalFollower, Sessions
+from nas.search import ray_backend, run_search
 from nas.search.candidate import Context
 from nas.search.config import SearchConfig, resolve_config
+from nas.search.ray_records import JournalFollower, Sessions
 from nas.search.run import run_trials
 from nas.spec import from_dict
 

@@ -14,11 +14,11 @@ import yaml
 
 import nas
 from nas import scale, scale_run
-from nas.scale_run import ScaleRequest
-from nas.scaled_resolution import ScaledResolutionEvaluator, as_built
 from nas.cli import main
 from nas.cost import count_cost
 from nas.evaluate.evaluators import Evaluation
+from nas.scale_run import ScaleRequest
+from nas.scaled_resolution import ScaledResolutionEvaluator, as_built
 from nas.search import optuna_backend
 from nas.search.config import SearchConfig
 from nas.spec import from_dict, replace, spec_hash

@@ -13,8 +13,7 @@ import pytest
 
 import nas
 from nas.evaluate.evaluators import Evaluation
-from nas.search import resolve_config, run_search
-from nas.search import optuna_backend
+from nas.search import optuna_backend, resolve_config, run_search
 from nas.search.config import SearchConfig
 
 NAS = str(Path(sys.executable).parent / "nas")

@@ -11,8 +11,17 @@ import yaml
 
 from nas.errors import UserError
 from nas.search import run_search
-from nas.settings import (GRID_KEYS, KEYS, TRAIN_KEYS, ZERO_COST_PROXIES, SearchConfig, TrainSettings, apply,
-                          key_table, parse_grid)
+from nas.settings import (
+    GRID_KEYS,
+    KEYS,
+    TRAIN_KEYS,
+    ZERO_COST_PROXIES,
+    SearchConfig,
+    TrainSettings,
+    apply,
+    key_table,
+    parse_grid,
+)
 
 NAS = str(Path(sys.executable).parent / "nas")
 README = Path(__file__).resolve().parent.parent / "README.md"

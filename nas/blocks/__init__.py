@@ -5,7 +5,7 @@ Every constructor has the signature ``(block, in_channels, drop_path=0.0)``. A m
 ``BLOCK_MODULES`` is keyed by the kind's dataclass and must cover ``nas.spec.BLOCK_KINDS`` exactly.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

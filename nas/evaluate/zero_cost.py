@@ -38,7 +38,7 @@ rank correlation with trained accuracy before trusting them.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

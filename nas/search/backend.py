@@ -12,8 +12,9 @@ and its name among the choices of ``backend=`` in the settings.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..errors import UserError, did_you_mean
 from .candidate import Context

@@ -3,7 +3,7 @@ each call to get ``(spec, report) -> Evaluation``. Torch is imported when it is 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .config import SearchConfig
 

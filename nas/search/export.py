@@ -9,8 +9,8 @@ import yaml
 from ..errors import UserError
 from ..spec import save
 from . import outputs
-from .config import SearchConfig, apply
 from .backend import backend_for
+from .config import SearchConfig, apply
 from .run import CONFIG_FILE
 
 

@@ -19,9 +19,9 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import ray
 from ray import tune
@@ -29,8 +29,7 @@ from ray import tune
 from ..errors import UserError
 from .candidate import Context
 from .config import SearchConfig
-from .ray_records import (RAY_DIR, EnoughTrials, JournalFollower, JournalWriter, Sessions, finished_count,
-                          journal_path)
+from .ray_records import RAY_DIR, EnoughTrials, JournalFollower, JournalWriter, Sessions, finished_count, journal_path
 from .ray_records import records as journal_records
 from .ray_searcher import make_scheduler, make_searcher
 from .ray_worker import GRID_KEY, Job, job_for, trainable

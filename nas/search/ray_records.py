@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ray import tune
 
@@ -147,7 +147,7 @@ class JournalFollower:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="nas-journal-follower", daemon=True)
 
-    def __enter__(self) -> "JournalFollower":
+    def __enter__(self) -> JournalFollower:
         self._thread.start()
         return self
 

@@ -9,8 +9,8 @@ warm-started with every earlier trial of the run (:func:`warm_start`), so a run 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import optuna
 from optuna.distributions import CategoricalDistribution

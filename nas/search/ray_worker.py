@@ -8,8 +8,9 @@ and the evaluator, or None to build the configured one on the worker, which then
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from ray import cloudpickle, tune
 

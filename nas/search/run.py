@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from functools import partial
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
