@@ -111,7 +111,8 @@ def valid_specs(draw, kinds=KINDS):
         stage["repeats"] = draw(st.integers(1, 2)) if stage["block"] in ("mbconv", "separable", "maxpool") else 1
         stages.append(stage)
     head_kind = draw(st.sampled_from(spec_mod.HEAD_KINDS))
-    head = {"kind": head_kind, "channels": draw(st.sampled_from([8, 16] if head_kind == "pool_conv_linear" else [0, 8, 16])),
+    channels = [8, 16] if head_kind == "pool_conv_linear" else [0, 8, 16]
+    head = {"kind": head_kind, "channels": draw(st.sampled_from(channels)),
             "activation": draw(ACTIVATIONS), "dropout": 0.1}
     return {"name": "random", "resolution": draw(st.integers(16, 40)), "num_classes": draw(st.integers(1, 10)),
             "channel_divisor": 1, "drop_path": draw(st.sampled_from([0.0, 0.2])),

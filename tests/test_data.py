@@ -85,14 +85,16 @@ def test_a_damaged_subset_is_refused(tmp_path):
         fashion_subset(damaged)
 
 
-@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (only to make the subset)")
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(),
+                    reason="needs Debian's dataset-fashion-mnist (only to make the subset)")
 def test_the_script_reproduces_the_shipped_subset(tmp_path):
     out = tmp_path / "subset.npz"
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "make_fashion_subset.py"), "--out", str(out)],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == SUBSET_FILE.read_bytes()
-    assert (tmp_path / "FASHION_MNIST_SUBSET.md").read_text() == SUBSET_FILE.with_name("FASHION_MNIST_SUBSET.md").read_text()
+    notice = SUBSET_FILE.with_name("FASHION_MNIST_SUBSET.md")
+    assert (tmp_path / "FASHION_MNIST_SUBSET.md").read_text() == notice.read_text()
 
 
 def test_idx_files_gzipped_or_not(tmp_path):
@@ -143,7 +145,8 @@ def test_cifar10_from_an_unpacked_binary_archive(tmp_path):
 
 def test_missing_sets_say_where_they_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setitem(SOURCES, "fashion-mnist", replace(SOURCES["fashion-mnist"], system_dirs=(str(tmp_path / "sys"),)))
+    source = replace(SOURCES["fashion-mnist"], system_dirs=(str(tmp_path / "sys"),))
+    monkeypatch.setitem(SOURCES, "fashion-mnist", source)
     with pytest.raises(UserError) as error:
         load_dataset("fashion-mnist-full", data_dir=str(tmp_path / "mine"))
     message = str(error.value)

@@ -153,7 +153,8 @@ def test_a_wrong_override_and_a_missing_file_keep_nothing(server, tmp_path):
     served, url = server
     checksums = tiny_fashion(served)
     checksums["t10k-labels-idx1-ubyte.gz"] = "0" * 32  # the last of four files: three are already down
-    done = fetch_in_a_process(tmp_path, url, "fashion-mnist", checksums=",".join(f"{f}={m}" for f, m in checksums.items()))
+    overrides = ",".join(f"{f}={m}" for f, m in checksums.items())
+    done = fetch_in_a_process(tmp_path, url, "fashion-mnist", checksums=overrides)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 5  # 4 "downloading" lines, 1 error
     assert "t10k-labels-idx1-ubyte.gz" in done.stderr.splitlines()[-1] and "(NAS_DATA_MD5)" in done.stderr
     assert list((tmp_path / "cache" / "data").iterdir()) == []

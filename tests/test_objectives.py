@@ -120,7 +120,8 @@ def test_search_finds_the_latency_winner_and_the_flops_winner(flip_space, tmp_pa
         return Evaluation(0.9, 0.0)
 
     common = [f"space={flip_space}", "sampler=random", "trials=6"]
-    by_latency = run_search([*common, "objective=latency", "latency=measured", "target=1ms", f"out={tmp_path / 'latency'}"],
+    by_latency = run_search([*common, "objective=latency", "latency=measured", "target=1ms",
+                             f"out={tmp_path / 'latency'}"],
                             evaluator=same_accuracy, progress=False)
     seen = {r["decisions"]["stage0.block"] for r in by_latency.records}
     assert seen == {"mbconv", "conv"}, "the sampler must propose both options"

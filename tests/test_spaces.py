@@ -99,9 +99,10 @@ def test_decision_names_are_stable(name):
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"(global\.[a-z_.]+|stage\d+\.[a-z_]+)", n) for n in names)
     for seed in range(5):
-        asked = []
+        asked: list[str] = []
+        rng = random_choices(seed)
 
-        def choose(decision, options, rng=random_choices(seed)):
+        def choose(decision, options, rng=rng, asked=asked):
             asked.append(decision)
             return rng(decision, options)
 

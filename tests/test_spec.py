@@ -261,7 +261,8 @@ FIELD_VALUES = {
     "out_channels": st.integers(1, 48), "stage_channels": st.integers(1, 32), "squeeze_channels": st.integers(1, 24),
     "kernel": st.sampled_from([1, 3, 5]), "stride": st.sampled_from([1, 1, 2]), "groups": st.sampled_from([1, 1, 2, 4]),
     "expansion": st.sampled_from([1, 2, 3, 4.5, 6]), "se_ratio": st.sampled_from([0.0, 0.25, 0.5]),
-    "activation": st.sampled_from(spec_mod.ACTIVATIONS), "layers": st.integers(1, 3), "branches": st.sampled_from([1, 2, 4]),
+    "activation": st.sampled_from(spec_mod.ACTIVATIONS), "layers": st.integers(1, 3),
+    "branches": st.sampled_from([1, 2, 4]),
     "receptive_limit": st.sampled_from([3, 5, 7, 9]), "padding": st.sampled_from([None, 0, 1]),
 }
 BY_TYPE = {"bool": st.booleans(), "int": st.integers(0, 4), "float": st.floats(0, 1), "str": st.text(max_size=4)}
@@ -326,7 +327,8 @@ def _mutate(data, draw):
     elif action == "delete" and isinstance(container, dict):
         del container[key]
     elif action == "add" and isinstance(container, dict):
-        container[draw(st.sampled_from(["kernal", "repeats", "block", "stride", "x", "groups", "padding"]))] = draw(WEIRD)
+        key = draw(st.sampled_from(["kernal", "repeats", "block", "stride", "x", "groups", "padding"]))
+        container[key] = draw(WEIRD)
     elif action == "kind" and isinstance(container, dict) and "block" in container:
         container["block"] = draw(st.sampled_from(sorted(spec_mod.BLOCK_KINDS)))  # keeps the old kind's fields
 

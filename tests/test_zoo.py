@@ -33,10 +33,10 @@ def _tolerance(written) -> tuple[float, float]:
 
 
 def test_zoo_has_every_family():
-    expected = (["efficientnet-b%d" % i for i in range(8)]
+    expected = ([f"efficientnet-b{i}" for i in range(8)]
                 + ["mnasnet-a1", "mnasnet-b1", "mobilenetv1-1.0", "mobilenetv2-1.0"]
-                + ["lcnet-x%s" % s for s in ("0.25", "0.35", "0.5", "0.75", "1.0", "1.5", "2.0", "2.5")]
-                + ["espnetv2-s%s" % s for s in ("0.5", "1.0", "1.25", "1.5", "2.0")]
+                + [f"lcnet-x{s}" for s in ("0.25", "0.35", "0.5", "0.75", "1.0", "1.5", "2.0", "2.5")]
+                + [f"espnetv2-s{s}" for s in ("0.5", "1.0", "1.25", "1.5", "2.0")]
                 + ["vovnet-19-slim-dw-ese", "vovnet-27-slim", "vovnet-39", "vovnet-57", "shufflenetv2-x1.0",
                    "squeezenet-1.1"])
     missing = sorted(set(expected) - set(NAMES))

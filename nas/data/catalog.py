@@ -46,7 +46,9 @@ def check_name(name: str) -> None:
 
 
 def load_images(name: str, data_dir: str | os.PathLike | None = None, resolution: int | None = None) -> Images:
-    """The data set ``name`` (see NAMES) at its native size; ``resolution`` only sets an image folder's decoding size."""
+    """The data set ``name`` (see NAMES) at its native size.
+
+    ``resolution`` only sets an image folder's decoding size."""
     check_name(name)
     if name == "digits":
         return _digits()

@@ -95,7 +95,8 @@ def fast_convs(model: nn.Module, example: torch.Tensor, crop: bool = True, point
         hook.remove()
     swaps = {}
     for conv in convs:
-        if conv not in sizes or conv.dilation != (1, 1) or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        if (conv not in sizes or conv.dilation != (1, 1) or isinstance(conv.padding, str)
+                or conv.padding_mode != "zeros"):
             continue
         full = ((0, conv.kernel_size[0] - 1), (0, conv.kernel_size[1] - 1))
         window = full

@@ -3,8 +3,8 @@
 What is measured: forward passes of a random batch in eval and inference mode, fp32. On CPU the model
 and input are channels_last (the layout oneDNN's convolutions prefer) and torch runs ``threads``
 threads (default 1: two OpenMP threads on two cores, one of them busy, spin and stall; issue 10 read
-lcnet-x1.0 at 5.3 ms idle and 474 ms beside one busy core). On CUDA each pass is timed with a pair of CUDA events, so the
-time is the GPU's, not Python's.
+lcnet-x1.0 at 5.3 ms idle and 474 ms beside one busy core). On CUDA each pass is timed with a pair of
+CUDA events, so the time is the GPU's, not Python's.
 
 How: warm up until two consecutive rounds of passes agree (caches, oneDNN's kernel choice, the CPU's
 clock), then time ``repeats`` passes. The median is the number to use; the interquartile range says
