@@ -284,6 +284,21 @@ def test_w_above_zero_is_refused(tmp_path, capsys):
     assert "w: got '0.5'" in err and "[-10, 0]" in err
 
 
-def test_no_run_leaves_a_stale_signal_handler():
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) or os.name != "posix"
+def test_no_run_leaves_its_signal_handlers_behind(tiny_space, tmp_path):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    run_search([f"space={tiny_space}", *CHEAP, "trials=1", f"out={tmp_path / 'run'}"], evaluator=quick, progress=False)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_grid_resumed_with_other_evaluation_settings_is_refused(tmp_path, tiny_spec_dict):
+    from nas import scale_run
+    from nas.scale_run import ScaleRequest
+
+    base = tmp_path / "tiny.yaml"
+    nas.save(from_dict({**tiny_spec_dict, "resolution": 16}), base)
+    out = tmp_path / "scaled"
+    scale_run.run_scale(ScaleRequest("1", base=str(base), out=str(out), pairs=("max_candidates=2", "epochs=1")),
+                        evaluator=quick, progress=False, say=lambda _: None)
+    with pytest.raises(nas.UserError, match=r"other settings \(epochs 1 -> 2\).*new out="):
+        scale_run.run_scale(ScaleRequest("1", out=str(out), pairs=("epochs=2",)), evaluator=quick, progress=False,
+                            say=lambda _: None)

@@ -115,9 +115,9 @@ def recover_interrupted(run_dir: Path, config: SearchConfig) -> int:
     path = run_dir / STORAGE_FILE
     if not path.exists():
         return 0
-    with claim_lock(run_dir):  # no other process appends while the tail is checked
+    with claim_lock(run_dir):  # no other process appends (or recovers the same trial) meanwhile
         set_aside_torn_tail(path)
-    return recover_interrupted_trials(open_study(run_dir, config))
+        return recover_interrupted_trials(open_study(run_dir, config))
 
 
 def recover_interrupted_trials(study: optuna.Study) -> int:
