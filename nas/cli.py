@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .errors import UserError
+from .errors import Interrupted, UserError
 from .settings import GRID_KEYS, KEYS, help_lines
 
 
@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `nas info ... | head`
         sys.stderr.close()
         return 0
+    except Interrupted as exc:  # a search stopped by SIGINT / SIGTERM: its trials are queued again
+        print(f"nas: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)
         return 130

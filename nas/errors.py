@@ -35,3 +35,22 @@ class SpecError(UserError):
 
 class Rejected(Exception):
     """The candidate is not worth evaluating further (pruned, over a hard limit); the message says why."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived during a search: the running trials go back to the queue and the run resumes
+    them. A BaseException (like KeyboardInterrupt) so that no ``except Exception`` (a backend recording a
+    failed trial) takes it for the trial's own error; the CLI exits with ``exit_status`` (130, 143)."""
+
+    def __init__(self, signum: int, message: str = ""):
+        self.signum, self.message = signum, message
+        super().__init__(signum, message)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        import signal
+
+        return f"interrupted ({signal.Signals(self.signum).name})" + (f": {self.message}" if self.message else "")

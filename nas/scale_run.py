@@ -304,6 +304,10 @@ def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inher
         stored_config = yaml.safe_load((grid_dir / CONFIG_FILE).read_text())
     config = grid_config(search_pairs, stored_config or {**GRID_SETTINGS, **inherited}, len(candidates), base,
                          grid_dir)
+    if stored_config:  # a resumed grid keeps how its candidates are evaluated
+        from .search.run_folder import as_settings, check_same_objective
+
+        check_same_objective(grid_dir, as_settings(stored_config), config)
     grid_dir.mkdir(parents=True, exist_ok=True)
     if stored_grid is None:
         save(base, grid_dir / BASE_FILE)

@@ -23,6 +23,15 @@ class TrialIO(Protocol):
     def choose(self, name: str, options: list) -> Any: ...
     def report(self, epoch: int, accuracy: float) -> None: ...   # may raise the backend's "pruned"
     def record(self, **attrs) -> None: ...
+    # Optional: twin_result(spec_hash) -> {"accuracy", "seconds"} | None waits while another trial (another
+    # process sharing the run) evaluates the same architecture, and returns its result (see twin_result below).
+
+
+def twin_result(io: TrialIO, key: str) -> dict | None:
+    """The result of an identical architecture another trial is evaluating now, after waiting for it; None
+    when there is none, it did not complete, or the backend cannot tell (it has no ``twin_result``)."""
+    wait = getattr(io, "twin_result", None)
+    return wait(key) if wait is not None else None
 
 
 @dataclass
@@ -92,8 +101,8 @@ def run_candidate(ctx: Context, io: TrialIO) -> Outcome:
         limit = config.max_cost if config.max_cost is not None else config.cost_target()
         if not reward_fns.within_hard_limit(cost, limit):
             raise Rejected(f"{config.objective} {cost:.4g} is over the hard limit {limit:.4g}")
-    if key in ctx.evaluated:  # an identical architecture is evaluated once
-        known = ctx.evaluated[key]
+    known = ctx.evaluated.get(key) or twin_result(io, key)
+    if known is not None:  # an identical architecture is evaluated once
         score, seconds = known["accuracy"], 0.0
         io.record(cached=True)
     else:

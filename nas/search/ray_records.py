@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ray import tune
 
+from .journal_repair import set_aside_torn_tail
 from .outputs import RECORD_KEYS
 from .ray_worker import GRID_KEY, KNOWN_KEY
 
@@ -99,6 +100,7 @@ class JournalWriter(tune.Callback):
         self.written: set[str] = set()
 
     def setup(self, **info):
+        set_aside_torn_tail(Path(self.path))  # a cut last line is kept in a backup, never appended to
         self.written = {r["trial_id"] for r in read_journal(Path(self.path))}
 
     def on_trial_complete(self, iteration, trials, trial, **info):

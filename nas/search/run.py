@@ -10,17 +10,17 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from ..evaluate.data import check_dataset_name
 from ..io import write_text
 from ..space import load_space, sample
-from . import outputs
+from . import interrupts, outputs
 from .backend import backend_for
 from .candidate import Context
 from .config import SearchConfig, parse_pairs, resolve_config
 from .evaluation import make_configured_evaluator
-
-CONFIG_FILE = "config.yaml"
+from .preflight import check_candidates, check_device, proxy_resolution
+from .run_folder import CONFIG_FILE, as_settings, check_same_objective, stored_settings
 
 
 @dataclass
@@ -33,25 +33,23 @@ class SearchResult:
 
 
 def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
-    """Settings and run directory. An existing run directory resumes: its stored settings, then the new key=value."""
-    given = parse_pairs(pairs)
-    out = given.get("out")
-    stored = None
-    if out and (Path(out) / CONFIG_FILE).exists():
-        try:
-            stored = yaml.safe_load((Path(out) / CONFIG_FILE).read_text())
-        except yaml.YAMLError:
-            raise UserError(f"out: {out}/{CONFIG_FILE} is not valid YAML; allowed: a run directory made by nas search") from None
-    elif out and Path(out).exists() and any(Path(out).iterdir()):
-        raise UserError(f"out: got {out!r}, a non-empty folder that is not a nas run; allowed: a new folder or a run directory")
+    """Settings and run directory. An existing run directory resumes: its stored settings, then the new key=value
+    (refused when they change what the run maximises; see nas.search.run_folder)."""
+    out = parse_pairs(pairs).get("out")
+    stored = stored_settings(Path(out)) if out else None
     config, _ = resolve_config(pairs, stored)
-    load_space(config.space)  # a bad space fails before anything is written
+    if stored is not None:
+        check_same_objective(Path(out), as_settings(stored), config)
+    space = load_space(config.space)  # a bad space fails before anything is written
     check_dataset_name(config.dataset)
     if config.objective == "energy":
         from ..evaluate.energy import energy_available
 
         energy_available()  # one line, exit 2, instead of every trial failing
-    run_dir = Path(config.out) if config.out else Path("runs") / f"{Path(config.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_device(config)
+    check_candidates(partial(sample, space), proxy_resolution(config), config.seed)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(config.out) if config.out else Path("runs") / f"{Path(config.space).stem}-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir)}, sort_keys=False))
     return config, run_dir, stored is not None
@@ -72,23 +70,51 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
 
 def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context: Callable[[list], Context],
                progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
-    """The loop shared by `nas search` and the `nas scale` grid: resume, run the backend, write outputs."""
+    """The loop shared by `nas search` and the `nas scale` grid: resume, run the backend, write outputs.
+
+    SIGINT / SIGTERM stop it (nas.search.interrupts): the running trials go back to the queue, the outputs are
+    written and Interrupted is raised (the CLI exits 130 / 143); the next run_trials on the folder runs them.
+    When every trial of the run failed, a UserError line carries the first error."""
+    check_device(config)
     backend = backend_for(config.backend)
     backend.recover_interrupted(run_dir, config)
     previous = backend.records(run_dir, config)
-    done_before = sum(r["state"] in ("complete", "pruned", "failed") for r in previous)
+    done_before = sum(r["state"] in FINISHED for r in previous)
     if resumed:
         say(f"resuming {run_dir}: {done_before} of {config.trials} trials finished")
     ctx = make_context([r["proxy_score"] for r in previous if r.get("proxy_score") is not None])
     remember_earlier_trials(ctx, previous)
     bar = ProgressBar(config.trials, done_before, previous, enabled=progress)
-    try:
-        backend.search(ctx, run_dir, bar.update_with)
-    finally:
-        bar.close()
-        records = backend.records(run_dir, config)
-        best = outputs.write_all(run_dir, records, config)
+    interrupted = None
+    with interrupts.raised_on_signals():
+        try:
+            backend.search(ctx, run_dir, bar.update_with)
+        except Interrupted as exc:
+            interrupted = exc
+        finally:
+            with interrupts.deferred():  # a second signal waits until the outputs are written
+                bar.close()
+                if interrupted:
+                    backend.recover_interrupted(run_dir, config)  # this process's trials back in the queue
+                records = backend.records(run_dir, config)
+                best = outputs.write_all(run_dir, records, config)
+    if interrupted:
+        raise Interrupted(interrupted.signum, f"the running trials go back to the queue; outputs written to "
+                                              f"{run_dir}; the same command resumes")
+    check_some_trial_ran(records)
     return SearchResult(run_dir, config, records, best, resumed)
+
+
+FINISHED = ("complete", "pruned", "failed")
+
+
+def check_some_trial_ran(records: list[dict]) -> None:
+    """A run whose every finished trial failed ends with the first error (a mistake in the settings, mostly)."""
+    finished = [r for r in records if r["state"] in FINISHED]
+    if finished and all(r["state"] == "failed" for r in finished):
+        first = min(finished, key=lambda r: r["number"])
+        raise UserError(f"every trial failed ({len(finished)}); the first: {first.get('note') or 'no message'}; "
+                        "allowed: settings under which a candidate trains (trials.csv has every error)")
 
 
 def remember_earlier_trials(ctx: Context, previous: list[dict]) -> None:

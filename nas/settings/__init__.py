@@ -77,7 +77,7 @@ class SearchConfig:
     objective: str = setting("flops", Choice(OBJECTIVES), "the cost term of the reward (not flops: give target=)")
     target_flops: float = setting(400e6, Count(), "T of the reward for objective=flops, FLOPs (multiply-adds)")
     target: float | None = setting(None, OrNone(Target()), "T of the reward for the other objectives")
-    w: float = setting(-0.7, Number(-10, 10), "the reward's exponent: ACC * (cost/T)^w")
+    w: float = setting(-0.7, Number(-10, 0), "the reward's exponent: ACC * (cost/T)^w (w > 0 would reward cost)")
     reward: str = setting("soft", Choice(REWARD_KINDS),
                           "soft: ACC * (cost/T)^w; piecewise (MnasNet): w_below when cost <= T, w_above otherwise; "
                           "hard: ACC, candidates over max_cost (or T) rejected untrained; accuracy: ACC")
