@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import Rejected
+from ..io import create_appendable
 from .candidate import Context, run_candidate
 from .config import SearchConfig
 from .outputs import RECORD_KEYS
@@ -29,7 +30,8 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 def _storage(run_dir: Path) -> optuna.storages.JournalStorage:
     from optuna.storages.journal import JournalFileBackend
 
-    return optuna.storages.JournalStorage(JournalFileBackend(str(run_dir / STORAGE_FILE)))
+    journal = create_appendable(run_dir / STORAGE_FILE)  # 0644 like every nas file, whatever the umask
+    return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
 
 
 def multi_objective(config: SearchConfig) -> bool:
