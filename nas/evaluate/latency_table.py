@@ -179,7 +179,7 @@ def time_layer(layer: Layer, device: str, threads: int) -> float:
 # -- filling and predicting --------------------------------------------------------------------
 
 def _progress(items: list, enabled: bool, desc: str):
-    if not enabled:
+    if not (enabled and sys.stderr.isatty()):  # no bar frames in a log file
         return items
     from tqdm.auto import tqdm
 

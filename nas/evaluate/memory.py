@@ -1,32 +1,17 @@
-"""Refuse work that cannot fit in memory before allocating it.
-
-``nas info --latency --resolution 100000`` used to ask torch for a 120 GB input tensor and die with a
-RuntimeError; a training resolution of 100000 asked for tens of terabytes of resized images. These
-estimates are rough on purpose (they only need to tell "fits" from "absurd"): an estimate above the
-memory of the device is refused with one line naming the setting to lower.
-"""
+"""How much memory a forward pass needs, checked against the device's before anything is allocated
+(the torch-free check and its message are nas.memory's)."""
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from ..errors import UserError
+from .. import memory
 from ..spec import Spec, replace, resolve
 
 FLOAT_BYTES = 4
 #: A block's widest inner tensor is its expanded feature map (MBConv's 6x), and a forward pass holds an
 #: input and an output at once: the largest feature map between blocks, times this, bounds the peak.
 INNER_ALLOWANCE = 8
-
-
-def memory_bytes(device: torch.device | str = "cpu") -> int:
-    """The device's memory: a CUDA GPU's total, or this machine's physical RAM."""
-    device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_available():
-        return int(torch.cuda.get_device_properties(device).total_memory)
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def forward_pass_bytes(spec: Spec, batch: int, resolution: int | None = None) -> int:
@@ -42,12 +27,10 @@ def forward_pass_bytes(spec: Spec, batch: int, resolution: int | None = None) ->
 
 
 def check_fits(what: str, needed: int, device: torch.device | str, lower: str) -> None:
-    """UserError when ``needed`` bytes exceed the device's memory; ``lower`` names the settings to reduce."""
-    available = memory_bytes(device)
-    if needed > available:
-        raise UserError(f"{what}: needs about {_gib(needed)} of memory, more than the {_gib(available)} "
-                        f"the {torch.device(device).type} has; allowed: a smaller {lower}")
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n < 2**40 else f"{n / 2**40:,.0f} TiB"
+    """UserError when ``needed`` bytes exceed the memory of ``device`` (a CUDA GPU's, else this machine's RAM)."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        available = int(torch.cuda.get_device_properties(device).total_memory)
+        memory.check_fits(what, needed, lower, available, f"GPU {torch.cuda.get_device_name(device)}")
+    else:
+        memory.check_fits(what, needed, lower)
