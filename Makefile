@@ -13,7 +13,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# Fastest first: lint and types (seconds), the installed wheel (under a minute), then the suite.
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check nas tests bench tools
+	$(VENV)/bin/mypy
+	tests/wheel_check.sh $(PY)
 	$(PY) -m pytest
 
 demo: $(VENV)/.installed

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 
+from . import __version__
 from .errors import Interrupted, UserError
 from .settings import GRID_KEYS, KEYS, help_lines
 
@@ -43,7 +45,8 @@ def _search(args) -> int:
     if result.best:
         b = result.best
         print(f"best: trial {b['number']}, reward {b['reward']:.4f}, accuracy {b['accuracy']:.4f}, "
-              f"{b['flops'] / 1e6:.1f}M FLOPs (multiply-adds), {b['params']:,} params -> {result.run_dir / 'best.yaml'}")
+              f"{b['flops'] / 1e6:.1f}M FLOPs (multiply-adds), {b['params']:,} params "
+              f"-> {result.run_dir / 'best.yaml'}")
     else:
         print("no trial completed; see report.md")
     return 0
@@ -188,6 +191,12 @@ def _add_weights_parser(sub) -> None:
     imports.set_defaults(run=_weights_import)
 
 
+def _refused_by_the_system(exc: OSError) -> bool:
+    """A path the user named that the system won't let nas write (permissions, a read-only mount): the
+    last resort for what the up-front checks (nas.folders) could not foresee. Never a bug in nas."""
+    return exc.filename is not None and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit status 2, like every other user error
         raise UserError(f"{self.prog}: {message}")
@@ -195,6 +204,7 @@ class _Parser(argparse.ArgumentParser):
 
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Neural-architecture search and compound scaling for efficient CNNs.")
+    parser.add_argument("--version", action="version", version=f"nas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     info = sub.add_parser("info", help="params, FLOPs (multiply-adds), MAC and a per-stage table of a spec")
     info.add_argument("spec", help="a zoo name (efficientnet-b0) or a path to a YAML spec")
@@ -245,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as exc:  # a search stopped by SIGINT / SIGTERM: its trials are queued again
         print(f"nas: {exc}", file=sys.stderr)
         return exc.exit_status
+    except OSError as exc:
+        if not _refused_by_the_system(exc):
+            raise  # anything else is a bug in nas: keep its traceback
+        print(f"nas: error: {exc.filename}: {exc.strerror}; allowed: a path you may read and write", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)
         return 130

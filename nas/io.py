@@ -46,3 +46,20 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """A matplotlib figure as a PNG, written like every other file."""
     return write_with(path, lambda fh: figure.savefig(fh, format="png", dpi=dpi), binary=True)
+
+
+def create_appendable(path: str | os.PathLike) -> Path:
+    """An empty file at mode 0644 unless ``path`` exists, for files another library appends to (Optuna's
+    journal), which would otherwise follow the umask. Exclusive creation: a file others already write
+    into is never replaced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return path
+    try:
+        os.fchmod(fd, FILE_MODE)  # os.open's mode is masked by the umask
+    finally:
+        os.close(fd)
+    return path

@@ -28,6 +28,7 @@ import yaml
 from . import scale
 from .cost import Cost, count_cost
 from .errors import UserError, did_you_mean
+from .folders import check_output_folder, check_writable_files, read_settings_file
 from .io import write_text
 from .scaled_resolution import ScaledResolutionEvaluator
 from .settings import GRID_KEYS, TRAIN_KEYS, GridSettings, parse_grid, parse_pairs
@@ -232,7 +233,7 @@ def _load_base(text: str | None, stored_grid: dict | None, out_dir: Path, runs_d
     run_dir = path if path.is_dir() else path.parent
     inherited = {}
     if path.exists() and (run_dir / CONFIG_FILE).exists() and (run_dir / "best.yaml").exists():
-        stored = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
+        stored = read_settings_file(run_dir / CONFIG_FILE, "--base", "a run directory made by nas search")
         inherited = {k: v for k, v in stored.items() if k in EVALUATION_KEYS and v is not None}
     return spec, text, inherited
 
@@ -241,9 +242,9 @@ def _out_dir(out: str | None) -> Path | None:
     """The --out folder, checked; None when not given (then runs/<base>-scale-<time>)."""
     if out is None:
         return None
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--out: got {out!r}, a file; allowed: a folder (new, or one nas scale wrote before)")
+    path = check_output_folder("--out", out, "a folder (new, or one nas scale wrote before)")
+    check_writable_files("--out", path)
+    check_writable_files("--out", path / GRID_DIR)
     if path.is_dir() and any(path.iterdir()) and not ((path / "family.csv").exists() or (path / GRID_DIR).is_dir()):
         raise UserError(f"--out: got {out!r}, a non-empty folder that nas scale did not write; allowed: a new folder "
                         "or an earlier nas scale --out")
@@ -254,10 +255,7 @@ def _stored_grid(out_dir: Path) -> dict | None:
     path = out_dir / GRID_DIR / GRID_FILE
     if not path.exists():
         return None
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise UserError(f"--out: {path} is not valid YAML; allowed: a folder written by nas scale") from None
+    return read_settings_file(path, "--out", "a folder written by nas scale") or None
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,7 +299,7 @@ def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inher
 
     stored_config = None
     if (grid_dir / CONFIG_FILE).exists():
-        stored_config = yaml.safe_load((grid_dir / CONFIG_FILE).read_text())
+        stored_config = read_settings_file(grid_dir / CONFIG_FILE, "--out", "a folder written by nas scale")
     config = grid_config(search_pairs, stored_config or {**GRID_SETTINGS, **inherited}, len(candidates), base,
                          grid_dir)
     if stored_config:  # a resumed grid keeps how its candidates are evaluated

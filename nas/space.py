@@ -39,11 +39,12 @@ from typing import Any
 import yaml
 
 from .errors import SpecError, UserError, did_you_mean
+from .shipped import shipped_folder
 from .spec import BLOCK_KINDS, Spec, from_dict, round_channels
 
 Choose = Callable[[str, list], Any]
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACES_DIR = shipped_folder("search_spaces")
 _DERIVED = ("repeats_delta", "channel_scale", "block", "repeats")
 _GLOBAL_KEYS = ("width_multiplier", "depth_multiplier", "resolution", "head.channels", "head.dropout", "drop_path")
 _SPACE_KEYS = ("name", "description", "spec", "global", "per_stage", "fixed_per_stage", "skeleton")
@@ -104,6 +105,9 @@ def load_space(name_or_path: str) -> Space:
             names = space_names()
             raise UserError(f"space: got {name_or_path!r}; allowed: " + ", ".join(names) + " or a path to a space YAML"
                             + did_you_mean(name_or_path, names))
+    if path.is_dir():
+        raise UserError(f"space: got {name_or_path!r}, a folder; allowed: " + ", ".join(space_names())
+                        + " or a path to a space YAML file")
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError, did_you_mean
+from .folders import check_output_folder, check_writable_files, read_settings_file
 from .io import save_figure, write_text
 from .settings import parse_pairs
 from .settings.values import Choice, Integer, Number, OrNone, Text
@@ -110,7 +111,7 @@ def _load_source(text: str) -> tuple[Spec, Path | None, dict]:
     if not (path.is_dir() and (path / "best.yaml").exists()):
         return spec, None, {}
     config = path / "config.yaml"
-    searched = (yaml.safe_load(config.read_text()) or {}) if config.exists() else {}
+    searched = read_settings_file(config, "run", "a run directory made by nas search") if config.exists() else {}
     inherited = {k: searched[k] for k in INHERITED_KEYS if searched.get(k) is not None}
     return spec, path / "train", inherited
 
@@ -170,9 +171,11 @@ def run_train(source: str, pairs: list[str], progress: bool = True, say: Callabl
     spec, folder, inherited = _load_source(source)
     out_dir = Path(given["out"]) if given.get("out") else folder
     out_dir = out_dir or runs_dir / f"{spec.name}-train-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_output_folder("out", out_dir, "a folder (new, or an earlier nas train out=)")
+    check_writable_files("out", out_dir)
     stored = {}
     if _is_train_folder(out_dir):
-        stored = yaml.safe_load((out_dir / "recipe.yaml").read_text()) or {}
+        stored = read_settings_file(out_dir / "recipe.yaml", "out", "a folder written by nas train")
         _check_same_run(out_dir, stored, given)
     values = {**_defaults(), **inherited, **{k: v for k, v in stored.items() if k in KEYS}, **given,
               "out": str(out_dir)}

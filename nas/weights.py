@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .folders import check_output_file
 from .io import write_with
 
 SKIPPED = ("num_batches_tracked",)
@@ -81,6 +82,7 @@ def import_weights(source_path: str | Path, spec_source: str, out_path: str | Pa
     from .build import build_model
     from .zoo import load_spec
 
+    check_output_file("-o", out_path, "a new or writable .pt file in a folder you can write to")
     source = load_state_dict_file(source_path)
     model = build_model(load_spec(spec_source))
     state = transfer_by_order(source, model)

@@ -12,7 +12,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "nas"
 
 #: The modules that must import without torch (spec and cost never import it; the search settings and
 #: the backend-neutral trial sit above them and below evaluate).
-TORCH_FREE = ("nas.spec", "nas.cost", "nas.space", "nas.reward", "nas.search.config", "nas.search.candidate")
+TORCH_FREE = ("nas.spec", "nas.cost", "nas.space", "nas.reward", "nas.search.config", "nas.search.candidate",
+              "nas.folders", "nas.memory", "nas.shipped")
 
 
 def module_name(path: Path) -> str:

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import UserError
+from ..folders import check_output_folder
 from .sources import Source, base_url, data_root, expected_md5, locate, source
 
 CHUNK = 1 << 20
@@ -30,7 +31,7 @@ def fetch(name: str, root: str | os.PathLike | None = None, progress: bool | Non
     ``progress``: a tqdm bar (default when stderr is a terminal), else plain lines.
     """
     src = source(name)
-    root = Path(root).expanduser() if root else data_root()
+    root = check_output_folder("--dir", Path(root).expanduser() if root else data_root())
     target = root / src.name
     if target.exists():
         return _already_there(src, target)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..memory import check_fits
 
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 CIFAR_SIDE = 32
@@ -69,6 +70,8 @@ def read_image_folder(root: Path, resolution: int) -> tuple[np.ndarray, np.ndarr
     if not files:
         raise UserError(f"dataset: imagefolder:{root} holds no images in class sub-folders; allowed suffixes: "
                         + " ".join(IMAGE_SUFFIXES))
+    check_fits(f"dataset imagefolder:{root} at resolution {resolution}", len(files) * 3 * resolution * resolution,
+               "resolution")
     images = np.empty((len(files), 3, resolution, resolution), dtype=np.uint8)
     for i, (path, _) in enumerate(files):
         try:

@@ -20,6 +20,7 @@ import torch
 
 from ..data import NAMES, Images, check_name, load_images
 from ..errors import UserError
+from .memory import FLOAT_BYTES, check_fits
 
 DATASETS = NAMES
 # Data sets whose classes a flip or a shifted crop can change (a mirrored 2 is no 2): nas train does not augment them.
@@ -91,6 +92,9 @@ def load_dataset(name: str = "digits", seed: int = 0, holdout: float = 0.2, data
     xtr, ytr, xte, yte = _parts(images, measure_on, holdout, seed)
     if max_train and len(xtr) > max_train:
         xtr, ytr = xtr[:max_train], ytr[:max_train]
+    if resolution:  # refused before the resized copies are allocated
+        images_bytes = (len(xtr) + len(xte)) * 3 * resolution * resolution * FLOAT_BYTES
+        check_fits(f"dataset {name} at resolution {resolution}", images_bytes, "cpu", "resolution")
     train_x, test_x = _as_float(xtr, resolution), _as_float(xte, resolution)
     # Statistics before grey is replicated: the same numbers, a third of the work.
     std, mean = torch.std_mean(train_x, dim=(0, 2, 3), keepdim=True, correction=0)

@@ -177,10 +177,12 @@ def energy_report(spec: Spec, batch: int = 1, resolution: int | None = None, dev
     if not torch.cuda.is_available():
         raise _not_available(f"torch {torch.__version__} sees no CUDA GPU")
     from .latency import torch_device
+    from .memory import check_fits, forward_pass_bytes
 
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise UserError(f"energy batch: got {batch!r}; allowed: an integer >= 1")
     target = torch_device(device, "energy device")
+    check_fits("energy", forward_pass_bytes(spec, batch, resolution), target, "--resolution or --batch")
     pynvml, handle = _open_nvml(target.index)
     try:
         return _measure_report(spec, batch, resolution or spec.resolution, target, pynvml, handle,

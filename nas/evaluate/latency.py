@@ -32,6 +32,7 @@ from ..build import build_model
 from ..errors import UserError
 from ..spec import Spec
 from .device_lock import measuring_on
+from .memory import check_fits, forward_pass_bytes
 
 DEVICES = ("cpu", "cuda")
 DEFAULT_WARMUP = 5       # passes before the first stability check
@@ -209,6 +210,9 @@ def measure_latency(model_or_spec: nn.Module | Spec, resolution: int | None = No
     warmup = check_count("latency warmup", warmup, 0)
     repeats = check_count("latency repeats", repeats, 1)
     threads = check_count("latency threads", threads, 1)
+    if isinstance(model_or_spec, Spec):  # refused before the model or the input is allocated
+        side = check_count("latency resolution", resolution or model_or_spec.resolution, 1)
+        check_fits("latency", forward_pass_bytes(model_or_spec, batch, side), target, "--resolution or --batch")
     model, resolution, in_channels = _model_and_input(model_or_spec, resolution, in_channels)
     resolution = check_count("latency resolution", resolution, 1)
 

@@ -46,6 +46,7 @@ from .latency import (
     time_call,
     torch_device,
 )
+from .memory import check_fits, forward_pass_bytes
 
 FORMAT = 2
 LAYER_WARMUP, LAYER_REPEATS = 3, 20   # per table entry; an entry is timed once per device
@@ -178,7 +179,7 @@ def time_layer(layer: Layer, device: str, threads: int) -> float:
 # -- filling and predicting --------------------------------------------------------------------
 
 def _progress(items: list, enabled: bool, desc: str):
-    if not enabled:
+    if not (enabled and sys.stderr.isatty()):  # no bar frames in a log file
         return items
     from tqdm.auto import tqdm
 
@@ -242,6 +243,8 @@ def build_table(space: str | None = None, specs: Iterable[Spec] = (), device: st
     if resolution is not None:
         chosen = [with_overrides(spec, resolution=check_count("--resolution", resolution, 8)) for spec in chosen]
     table = load_table(device, threads)
+    for spec in chosen:  # refused before any layer's input is allocated
+        check_fits(f"latency build of {spec.name}", forward_pass_bytes(spec, 1), device, "--resolution")
     return table, fill(table, chosen, progress=progress)
 
 

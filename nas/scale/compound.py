@@ -224,6 +224,10 @@ def apply_preset(base: Spec, phi: int) -> Spec:
 # The alpha, beta, gamma grid
 # --------------------------------------------------------------------------------------------
 
+#: Values per coefficient the grid may have: 100**3 products to check take about a second.
+MAX_GRID_VALUES = 100
+
+
 def grid_candidates(step: float = 0.05, target: float = 2.0, tolerance: float = 0.1, max_value: float = 1.3,
                     max_candidates: int | None = None) -> list[tuple[float, float, float]]:
     """Every (alpha, beta, gamma) on a grid 1, 1+step, ..., max_value with |alpha*beta^2*gamma^2 - target| <= tolerance.
@@ -242,6 +246,9 @@ def grid_candidates(step: float = 0.05, target: float = 2.0, tolerance: float = 
         raise UserError(f"grid max_value: got {max_value!r}; allowed: a number from 1 to 4")
     # Grid values are computed from integer steps and rounded, so 1.15 is 1.15 and not 1.1500000000000001.
     count = int(math.floor((max_value - 1) / step + 1e-9)) + 1
+    if count > MAX_GRID_VALUES:  # the search below is cubic in count: step=1e-9 would never finish
+        raise UserError(f"grid step: got {step!r}, {count:,} values from 1 to {max_value:g} per coefficient; allowed: "
+                        f"at most {MAX_GRID_VALUES} values, a step >= {(max_value - 1) / (MAX_GRID_VALUES - 1):.4g}")
     values = [round(1 + i * step, 9) for i in range(count)]
     low, high = target - tolerance - 1e-9, target + tolerance + 1e-9
     found = []

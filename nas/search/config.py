@@ -10,8 +10,9 @@ import yaml
 
 from ..errors import UserError, did_you_mean
 from ..settings import KEYS, SearchConfig, apply, parse_pairs, validate
+from ..shipped import shipped_folder
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent.parent / "experiments"
+EXPERIMENTS_DIR = shipped_folder("experiments")
 
 __all__ = ["EXPERIMENTS_DIR", "SearchConfig", "apply", "experiment_names", "load_experiment", "parse_pairs",
            "resolve_config", "validate"]
@@ -23,7 +24,7 @@ def experiment_names() -> list[str]:
 
 def load_experiment(name: str) -> dict[str, Any]:
     path = Path(name) if Path(name).suffix else EXPERIMENTS_DIR / f"{name}.yaml"
-    if not path.exists():
+    if not path.is_file():
         names = experiment_names()
         raise UserError(f"experiment: got {name!r}; allowed: " + ", ".join(names) + did_you_mean(name, names))
     try:

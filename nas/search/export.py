@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from ..errors import UserError
+from ..folders import check_output_folder, read_settings_file
 from ..spec import save
 from . import outputs
 from .backend import backend_for
@@ -18,13 +17,14 @@ def run_records(run_dir: str | Path) -> tuple[Path, list[dict]]:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         raise UserError(f"run: got {str(run_dir)!r}; allowed: a run directory made by nas search (with {CONFIG_FILE})")
-    stored = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
+    stored = read_settings_file(run_dir / CONFIG_FILE, "run", "a run directory made by nas search")
     config = apply(SearchConfig(), {k: v for k, v in stored.items() if v is not None})
     return run_dir, backend_for(config.backend).records(run_dir, config)
 
 
 def export(run_dir: str | Path, out_dir: str | Path, trial: int | None = None, pareto: bool = False) -> list[Path]:
     """Best trial by default; ``trial=N`` for one trial; ``pareto=True`` for the whole front."""
+    check_output_folder("-o", out_dir, "a folder (existing or new) to write the YAML specs into")
     run_dir, records = run_records(run_dir)
     if pareto:
         chosen = outputs.pareto_front(records)

@@ -19,6 +19,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from ..errors import Rejected, UserError
+from ..io import create_appendable
 from . import interrupts
 from .candidate import Context, run_candidate
 from .config import SearchConfig
@@ -43,7 +44,8 @@ class _JournalFile(JournalFileBackend):
 
 
 def _storage(run_dir: Path) -> optuna.storages.JournalStorage:
-    return optuna.storages.JournalStorage(_JournalFile(str(run_dir / STORAGE_FILE)))
+    journal = create_appendable(run_dir / STORAGE_FILE)  # 0644 like every nas file, whatever the umask
+    return optuna.storages.JournalStorage(_JournalFile(str(journal)))
 
 
 def multi_objective(config: SearchConfig) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import yaml
 
 from ..errors import Interrupted, UserError
 from ..evaluate.data import check_dataset_name
+from ..folders import check_output_folder, check_writable_files
 from ..io import write_text
 from ..space import load_space, sample
 from . import interrupts, outputs
@@ -36,6 +38,9 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     """Settings and run directory. An existing run directory resumes: its stored settings, then the new key=value
     (refused when they change what the run maximises; see nas.search.run_folder)."""
     out = parse_pairs(pairs).get("out")
+    if out:
+        check_output_folder("out", out, "a new folder or a run directory made by nas search")
+        check_writable_files("out", Path(out))
     stored = stored_settings(Path(out)) if out else None
     config, _ = resolve_config(pairs, stored)
     if stored is not None:
@@ -50,6 +55,7 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     check_candidates(partial(sample, space), proxy_resolution(config), config.seed)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.out) if config.out else Path("runs") / f"{Path(config.space).stem}-{stamp}"
+    check_output_folder("out", run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir)}, sort_keys=False))
     return config, run_dir, stored is not None
@@ -127,25 +133,38 @@ def remember_earlier_trials(ctx: Context, previous: list[dict]) -> None:
 
 
 class ProgressBar:
-    """A tqdm bar of finished trials with the best reward so far."""
+    """Finished trials with the best reward so far: a tqdm bar on a terminal; when stdout or stderr is not
+    a terminal (a log file, a pipe, CI), one plain line per trial on stdout instead of \\r frames."""
 
     def __init__(self, total: int, done: int, previous: list[dict], enabled: bool):
-        from tqdm.auto import tqdm
-
         best = outputs.best_record(previous)
         self.best = best["reward"] if best else None
-        self.bar = tqdm(total=total, initial=min(done, total), desc="trials", unit="trial", disable=not enabled,
-                        dynamic_ncols=True)
-        self._postfix()
+        self.total, self.done, self.enabled = total, min(done, total), enabled
+        self.bar = None
+        if enabled and sys.stdout.isatty() and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=self.done, desc="trials", unit="trial", dynamic_ncols=True)
+            self._postfix()
+
+    def _best_text(self) -> str:
+        return "best reward " + (f"{self.best:.4f}" if self.best is not None else "-")
 
     def _postfix(self):
-        self.bar.set_postfix_str("best reward " + (f"{self.best:.4f}" if self.best is not None else "-"))
+        self.bar.set_postfix_str(self._best_text())
 
     def update_with(self, record: dict) -> None:
         if record["state"] == "complete" and record.get("reward") is not None:
             self.best = record["reward"] if self.best is None else max(self.best, record["reward"])
-        self.bar.update(1)
-        self._postfix()
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self._postfix()
+        elif self.enabled:
+            reward = f", reward {record['reward']:.4f}" if record.get("reward") is not None else ""
+            print(f"trial {record['number']} ({self.done}/{self.total}): {record['state']}{reward}; "
+                  f"{self._best_text()}", flush=True)
 
     def close(self):
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
