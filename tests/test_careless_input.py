@@ -109,8 +109,8 @@ def test_an_os_refusal_the_checks_did_not_foresee_is_one_line(tiny_space, tmp_pa
     sub-folders; a read-only pareto/ fails when the outputs are written, as one line naming the path."""
     run = tmp_path / "run"
     (run / "pareto").mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"space": str(tiny_space), "trials": 1, "epochs": 1,
-                                                     "target_flops": "2M"}))
+    settings = {"space": str(tiny_space), "objective": "flops", "trials": 1, "epochs": 1, "target_flops": "2M"}
+    (run / "config.yaml").write_text(yaml.safe_dump(settings))
     (run / "pareto").chmod(0o555)
     try:
         done = subprocess.run([*_without_root_privilege(), NAS, "search", f"out={run}", "--quiet"],

@@ -236,7 +236,7 @@ _THREAD_CLAIM = threading.Lock()
 def claim_lock(run_dir: Path) -> Iterator[None]:
     """Held while a trial is claimed (or the journal's tail checked): one process and thread at a time. An
     flock is released by the kernel when its holder dies, so a killed process never leaves it held."""
-    with _THREAD_CLAIM, open(run_dir / CLAIM_FILE, "a") as handle, interrupts.deferred():
+    with _THREAD_CLAIM, open(create_appendable(run_dir / CLAIM_FILE), "a") as handle, interrupts.deferred():
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from ..errors import UserError
+from ..folders import read_settings_file
 from ..settings import KEYS, SearchConfig, apply
 
 CONFIG_FILE = "config.yaml"
@@ -40,11 +39,8 @@ def stored_settings(out: Path) -> dict | None:
             raise UserError(f"out: got {where!r}, a non-empty folder that is not a nas run; allowed: a new folder "
                             "or a run directory")
         return None
-    try:
-        stored = yaml.safe_load((out / CONFIG_FILE).read_text())
-    except yaml.YAMLError:
-        stored = None
-    if not isinstance(stored, dict) or not {"space", "objective"} <= stored.keys():
+    stored = read_settings_file(out / CONFIG_FILE, "out", "a new folder or a run directory made by nas search")
+    if not {"space", "objective"} <= stored.keys():
         raise UserError(f"out: {where}/{CONFIG_FILE} is not the settings of a nas search; allowed: a new folder "
                         "or a run directory made by nas search")
     return stored
