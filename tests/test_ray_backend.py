@@ -1,7 +1,8 @@
 """`backend=ray` end to end on a real Ray cluster of two nodes on this machine: a search, a failing trial,
 a repeated architecture, a grid with ASHA, a resumed run, and a driver killed mid-search that resumes into
 the same run without reading anything pickled from the run folder. Also: a local Ray instance that nas
-starts (loopback only, gone with the driver) and a cluster with token authentication.
+starts (closed to callers without the run's token, gone with the driver) and a cluster with token
+authentication that nas has no token for.
 
 One `ray.cluster_utils.Cluster` (two nodes of one CPU each, no dashboard) serves the module's Ray tests;
 deselect them with ``-m "not ray"``.
@@ -178,6 +179,9 @@ def test_grid_runs_every_point_once_and_asha_stops_the_poor_ones(tmp_path):
     run_dir = tmp_path / "grid"
     run_dir.mkdir()
     result = run_trials(config, run_dir, False, context, progress=False)
+    handed_on = []  # the backend hands each record on as it is stored (the progress bar's feed)
+    ray_backend.search(context(None), tmp_path / "again", handed_on.append)
+    assert handed_on == _records(tmp_path / "again") and len(handed_on) == 4
     by_point = {r["decisions"]["candidate"]: r for r in result.records}
     assert sorted(by_point) == [0, 1, 2, 3] and len(result.records) == 4
     assert by_point[0]["state"] == "complete" and by_point[0]["accuracy"] == pytest.approx(0.9)
@@ -344,12 +348,13 @@ def test_token_authentication_failure_is_one_line(tiny_space, tmp_path):
         _gone_within(temp_dir, 10)
 
 
-@pytest.mark.ray
-def test_nas_scale_grid_on_ray(tmp_path):
+@ray_test
+def test_nas_scale_grid_on_ray(tmp_path, two_nodes):
     """`nas scale` with backend=ray: the grid's evaluator travels to Ray workers and the family is written."""
     out = tmp_path / "scale"
     done = subprocess.run([str(Path(sys.executable).parent / "nas"), "scale", "--phi", "1", "--base", "efficientnet-b0",
-                           "--out", str(out), "max_candidates=2", "epochs=1", "backend=ray", "--quiet"],
+                           "--out", str(out), "max_candidates=2", "epochs=1", "backend=ray",
+                           f"ray_address={two_nodes.address}", "--quiet"],
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = list(csv.DictReader((out / "grid.csv").open()))
