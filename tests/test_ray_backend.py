@@ -11,6 +11,7 @@ deselect them with ``-m "not ray"``.
 import csv
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -308,6 +309,7 @@ def test_local_ray_wants_the_runs_token_and_ends_with_the_driver(tiny_space, tmp
     assert proc.wait(timeout=60) in (130, 143)  # 143 once the CLI maps ray_backend.Terminated.exit_status
     assert not _gone_within(temp_dir, 5), "Ray processes outlived a driver stopped by SIGTERM"
     assert 3 <= len(_records(out)) < 500
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -346,6 +348,7 @@ def test_token_authentication_failure_is_one_line(tiny_space, tmp_path):
         head.send_signal(signal.SIGTERM)  # `ray start --block` stops the services it started
         head.wait(timeout=60)
         _gone_within(temp_dir, 10)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @ray_test
