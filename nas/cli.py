@@ -260,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
             raise  # anything else is a bug in nas: keep its traceback
         print(f"nas: error: {exc.filename}: {exc.strerror}; allowed: a path you may read and write", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # outside a run's own handling (or Ray's SIGTERM, which carries 143)
         print("nas: interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_status", 130)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,29 @@
-"""`backend=ray` end to end on a real local Ray instance: a search, a failing trial, a repeated
-architecture, a grid with ASHA, a resumed run, and a driver killed mid-search that resumes through
-Tuner.restore on the same cluster.
+"""`backend=ray` end to end on a real Ray cluster of two nodes on this machine: a search, a failing trial,
+a repeated architecture, a grid with ASHA, a resumed run, and a driver killed mid-search that resumes into
+the same run without reading anything pickled from the run folder. Also: a local Ray instance that nas
+starts (closed to callers without the run's token, gone with the driver) and a cluster with token
+authentication that nas has no token for.
 
-One Ray instance (2 CPUs, no dashboard) serves the module's Ray tests; deselect them with ``-m "not ray"``.
+One `ray.cluster_utils.Cluster` (two nodes of one CPU each, no dashboard) serves the module's Ray tests;
+deselect them with ``-m "not ray"``.
 """
 
 import csv
-import json
 import os
+import pickle
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from ray import cloudpickle
 
 import nas
@@ -22,7 +31,6 @@ from nas.evaluate.evaluators import Evaluation
 from nas.search import ray_backend, run_search
 from nas.search.candidate import Context
 from nas.search.config import SearchConfig, resolve_config
-from nas.search.ray_records import JournalFollower, Sessions
 from nas.search.run import run_trials
 from nas.spec import from_dict
 
@@ -30,25 +38,38 @@ from nas.spec import from_dict
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 NAS = str(Path(sys.executable).parent / "nas")
+RAY = str(Path(sys.executable).parent / "ray")
 CHEAP = ["target_flops=2M", "epochs=1", "backend=ray"]
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def two_nodes():
+    """A real two-node Ray cluster on this machine (one CPU each), this process connected as a driver."""
     import ray
+    from ray.cluster_utils import Cluster
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
-    yield
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False, logging_level="error")
+    yield cluster
     ray.shutdown()
+    cluster.shutdown()
 
 
 def ray_test(test):
-    """Marked `ray`, and run on the module's local Ray instance (which the backend uses when it finds one)."""
-    return pytest.mark.ray(pytest.mark.usefixtures("local_ray")(test))
+    """Marked `ray`, and run on the module's two-node cluster (which the backend uses when it finds one)."""
+    return pytest.mark.ray(pytest.mark.usefixtures("two_nodes")(test))
 
 
 def _records(run_dir):
     return ray_backend.records(Path(run_dir), SearchConfig())
+
+
+def _load_study(run_dir):
+    """The run's study as anyone reads it: optuna.load_study on its journal."""
+    storage = JournalStorage(JournalFileBackend(str(Path(run_dir) / "study.journal")))
+    return optuna.load_study(study_name="nas", storage=storage)
 
 
 @ray_test
@@ -56,10 +77,15 @@ def test_search_writes_every_output(tiny_space, tmp_path):
     out = tmp_path / "run"
     result = run_search([f"space={tiny_space}", "trials=3", *CHEAP, f"out={out}"], progress=False)
     assert len(result.records) == 3 and not result.resumed
-    for name in ("config.yaml", "trials.csv", "best.yaml", "pareto.png", "report.md", "ray/trials.jsonl"):
+    for name in ("config.yaml", "trials.csv", "best.yaml", "pareto.png", "report.md", "study.journal"):
         assert (out / name).exists(), name
     assert list((out / "pareto").glob("trial-*.yaml"))
-    assert (out / "ray" / "session-1" / "tuner.pkl").exists()  # Ray Tune's own storage
+    assert (out / "ray" / "session-1").is_dir()  # Ray Tune's own storage, never read back
+    study = _load_study(out)  # the Optuna backend's study: optuna-dashboard and load_study read it
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert [t.value for t in study.trials] == [r["reward"] for r in result.records]
+    assert [t.params for t in study.trials] == [r["decisions"] for r in result.records]
+    assert all(t.user_attrs["spec_hash"] and t.user_attrs["ray_trial_id"] for t in study.trials)
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [r["number"] for r in rows] == ["0", "1", "2"]
     assert all(r["state"] == "complete" and 0 <= float(r["accuracy"]) <= 1 for r in rows)
@@ -106,7 +132,9 @@ def test_resume_extends_and_nsga2(tiny_space, tmp_path):
     more = run_search(args + ["trials=5"], progress=False)
     assert len(more.records) == 5 and all(r["state"] == "complete" for r in more.records)
     assert [r["trial_id"] for r in more.records[:3]] == [r["trial_id"] for r in first.records]
-    assert (out / "ray" / "session-2.done").exists()  # the extra trials ran in a new, warm-started session
+    sessions = sorted(p.name for p in (out / "ray").glob("session-*"))
+    assert sessions == ["session-1", "session-2"]  # the extra trials ran in a new, warm-started session
+    assert [len(t.values) for t in _load_study(out).trials] == [2] * 5  # nsga2: accuracy and cost
 
 
 @ray_test
@@ -152,6 +180,9 @@ def test_grid_runs_every_point_once_and_asha_stops_the_poor_ones(tmp_path):
     run_dir = tmp_path / "grid"
     run_dir.mkdir()
     result = run_trials(config, run_dir, False, context, progress=False)
+    handed_on = []  # the backend hands each record on as it is stored (the progress bar's feed)
+    ray_backend.search(context(None), tmp_path / "again", handed_on.append)
+    assert handed_on == _records(tmp_path / "again") and len(handed_on) == 4
     by_point = {r["decisions"]["candidate"]: r for r in result.records}
     assert sorted(by_point) == [0, 1, 2, 3] and len(result.records) == 4
     assert by_point[0]["state"] == "complete" and by_point[0]["accuracy"] == pytest.approx(0.9)
@@ -160,42 +191,24 @@ def test_grid_runs_every_point_once_and_asha_stops_the_poor_ones(tmp_path):
     assert result.best["decisions"] == {"candidate": 0}
 
 
-def test_journal_skips_a_half_written_line_and_duplicates(tmp_path):
-    journal = tmp_path / "ray" / "trials.jsonl"
-    journal.parent.mkdir()
-    line = json.dumps({"trial_id": "a", "state": "complete", "decisions": {"x": 1}, "accuracy": 0.5})
-    journal.write_text(line + "\n" + line + "\n" + '{"trial_id": "b", "sta')
-    rows = _records(tmp_path)
-    assert len(rows) == 1 and rows[0]["number"] == 0 and rows[0]["accuracy"] == 0.5
+class _Planted:
+    """A pickle that, when loaded, creates the directory ``marker``: what a planted file could do."""
 
+    def __init__(self, marker):
+        self.marker = marker
 
-def test_journal_follower_hands_on_each_new_record_once(tmp_path):
-    journal = tmp_path / "ray" / "trials.jsonl"
-    journal.parent.mkdir()
-    def line(trial_id):
-        return json.dumps({"trial_id": trial_id, "state": "complete", "decisions": {}}) + "\n"
-
-    journal.write_text(line("before"))
-    seen = []
-    with JournalFollower(tmp_path, seen.append, interval=0.05):
-        with journal.open("a") as f:
-            f.write(line("a") + '{"trial_id": "b", "sta')  # b half-written: not handed on yet
-        deadline = time.time() + 10
-        while not seen and time.time() < deadline:
-            time.sleep(0.05)
-        assert [(r["trial_id"], r["number"]) for r in seen] == [("a", 1)]
-        journal.write_text(line("before") + line("a") + line("b"))  # b's line completed
-    assert [(r["trial_id"], r["number"]) for r in seen] == [("a", 1), ("b", 2)]  # the last read on leaving
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
 
 
 @ray_test
-def test_killed_driver_resumes_into_the_same_run(tiny_space, tmp_path):
-    """The driver is a `nas search` process on this module's Ray instance (ray_address=): a running cluster."""
-    import ray
-
-    out = tmp_path / "run"
+def test_killed_driver_resumes_on_two_nodes_without_unpickling(tiny_space, tmp_path, two_nodes):
+    """The driver is a `nas search` process on the module's two-node cluster. Killed mid-search, every
+    pickle in its run folder replaced by a planted one, it resumes from the study: nothing finished is
+    lost or redone, nothing planted runs, and the trials ran on both nodes."""
+    out, marker = tmp_path / "run", tmp_path / "planted-pickle-ran"
     cmd = [NAS, "search", f"space={tiny_space}", "trials=6", "target_flops=2M", "epochs=2", "backend=ray",
-           f"ray_address={ray.get_runtime_context().gcs_address}", f"out={out}", "--quiet"]
+           "concurrent=2", f"ray_address={two_nodes.address}", f"out={out}", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline, before = time.time() + 180, []
     while time.time() < deadline and sum(r["state"] == "complete" for r in before) < 2:
@@ -204,24 +217,147 @@ def test_killed_driver_resumes_into_the_same_run(tiny_space, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert sum(r["state"] == "complete" for r in before) >= 2, "the search never finished two trials"
-    assert not (out / "ray" / "session-1.done").exists()  # killed mid-session
+    pickles = list(out.rglob("*.pkl"))
+    assert pickles  # Tune's tuner.pkl and the searcher's state at least
+    for path in pickles:
+        path.write_bytes(pickle.dumps(_Planted(str(marker))))
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" in rerun.stdout
+    assert not marker.exists(), "a pickle from the run folder was loaded"
     after = _records(out)
     assert [(r["trial_id"], r["accuracy"]) for r in after[:len(before)]] == \
         [(r["trial_id"], r["accuracy"]) for r in before]  # nothing finished was lost or redone
     assert sum(r["state"] in ("complete", "pruned", "failed") for r in after) == 6
-    assert Sessions(out / "ray").all() == [out / "ray" / "session-1"]  # restored, not started afresh
-    assert (out / "ray" / "session-1.done").exists()
+    assert len({r["node_id"] for r in after}) == 2  # both nodes ran trials
+    assert all(r["worker"].rsplit(":", 1)[1].isdigit() for r in after)  # hostname:pid of the worker
+    assert len(_load_study(out).trials) == 6
+
+
+def _ray_processes(temp_dir: str) -> dict[int, str]:
+    """pid -> command line of the processes whose command line names ``temp_dir`` (a Ray session's)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if temp_dir in cmdline:
+                found[int(entry.name)] = cmdline
+    return found
+
+
+def _gone_within(temp_dir: str, seconds: float) -> dict[int, str]:
+    deadline = time.time() + seconds
+    left = _ray_processes(temp_dir)
+    while left and time.time() < deadline:
+        time.sleep(0.5)
+        left = _ray_processes(temp_dir)
+    for pid in left:  # not to leave them running after a failed test: by pid, these only
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def _stranger_connects(gcs_port: int) -> str:
+    """What a Ray client without a token gets from the GCS at 127.0.0.1:``gcs_port``: 'refused' or 'connected'."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", gcs_port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    probe = ("from ray._raylet import GcsClient\nfrom ray.exceptions import AuthenticationError\n"
+             f"try:\n    GcsClient(address='127.0.0.1:{gcs_port}')\n    print('connected')\n"
+             "except AuthenticationError:\n    print('refused')")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    done = subprocess.run([sys.executable, "-c", probe], env=clean, capture_output=True, text=True, timeout=60)
+    return done.stdout.strip() or done.stderr[-500:]
 
 
 @pytest.mark.ray
-def test_nas_scale_grid_on_ray(tmp_path):
+def test_local_ray_wants_the_runs_token_and_ends_with_the_driver(tiny_space, tmp_path):
+    """A local instance (no ray_address): its services refuse a client without the run's token (Ray binds
+    them to every interface), and none of its processes outlives the driver, whether it ends normally or
+    by SIGTERM."""
+    temp_dir = tempfile.mkdtemp(prefix="nasray", dir="/tmp")  # short: Ray's socket paths live below it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"RAY_TMPDIR": temp_dir}
+    out = tmp_path / "run"
+    cmd = [NAS, "search", f"space={tiny_space}", "target_flops=2M", "backend=ray", f"out={out}"]
+    proc = subprocess.Popen(cmd + ["trials=2", "evaluator=zero_cost:params", "--quiet"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen: dict[int, str] = {}
+    stranger = None
+    while proc.poll() is None:
+        seen |= _ray_processes(temp_dir)
+        port_files = [p for p in Path(temp_dir).glob("ray/session_*/gcs_server_port_*") if p.read_text().strip()]
+        if port_files and stranger is None:
+            stranger = _stranger_connects(int(port_files[0].read_text()))
+        time.sleep(0.2)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert stranger == "refused", stranger
+    assert any("raylet/raylet" in c for c in seen.values())
+    assert not _gone_within(temp_dir, 5), "Ray processes outlived the driver"
+
+    proc = subprocess.Popen(cmd + ["trials=500", "evaluator=zero_cost:params", "--quiet"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_records(out)) < 3:
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143  # SIGTERM: ray_backend.Terminated carries exit status 143
+    assert not _gone_within(temp_dir, 5), "Ray processes outlived a driver stopped by SIGTERM"
+    assert 3 <= len(_records(out)) < 500
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.ray
+def test_token_authentication_failure_is_one_line(tiny_space, tmp_path):
+    """`ray start --head` with RAY_AUTH_MODE=token, nas without the token: one line naming RAY_AUTH_MODE and
+    the token, exit 2, at once (not after Ray's 20 s of retries)."""
+    temp_dir, port = tempfile.mkdtemp(prefix="nasauth", dir="/tmp"), _free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                             "--include-dashboard=false", "--block", f"--temp-dir={temp_dir}"],
+                            env=clean | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0123456789abcdef" * 2},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        started = time.time()
+        done = subprocess.run([NAS, "search", f"space={tiny_space}", "trials=1", *CHEAP, f"out={tmp_path / 'run'}",
+                               f"ray_address=127.0.0.1:{port}", "--quiet"], env=clean, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "RAY_AUTH_MODE=token" in lines[0] and "RAY_AUTH_TOKEN" in lines[0], done.stderr
+        assert time.time() - started < 15
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops the services it started
+        head.wait(timeout=60)
+        _gone_within(temp_dir, 10)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@ray_test
+def test_nas_scale_grid_on_ray(tmp_path, two_nodes):
     """`nas scale` with backend=ray: the grid's evaluator travels to Ray workers and the family is written."""
     out = tmp_path / "scale"
     done = subprocess.run([str(Path(sys.executable).parent / "nas"), "scale", "--phi", "1", "--base", "efficientnet-b0",
-                           "--out", str(out), "max_candidates=2", "epochs=1", "backend=ray", "--quiet"],
+                           "--out", str(out), "max_candidates=2", "epochs=1", "backend=ray",
+                           f"ray_address={two_nodes.address}", "--quiet"],
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = list(csv.DictReader((out / "grid.csv").open()))

@@ -1,55 +1,54 @@
-"""The Ray backend's records: the JSONL journal of finished trials, and the sessions bookkeeping.
+"""The Ray backend's records: every finished Tune trial is told to the run's Optuna study.
 
-- ``ray/trials.jsonl``: a driver-side Tune callback (:class:`JournalWriter`) appends each finished trial's
-  record as one JSON line, flushed and fsynced: the run's records, readable without Ray.
-- ``ray/session-N/`` is a Tune experiment (Tuner storage); ``ray/session-N.done`` marks one that ran to
-  its end. An unfinished last session is one a killed driver left: it is restored, not started afresh.
+The study is the Optuna backend's (``study.journal``, study name ``nas``), so a Ray run is read like any
+other: by nas (:func:`records`), by ``optuna.load_study`` and by optuna-dashboard. It is the run's one
+store of records. Each Ray trial is a finished Optuna trial (COMPLETE with its reward, or the
+accuracy and cost for nsga2; PRUNED with its per-epoch curve; FAIL) whose params are the decisions
+and whose user attributes hold what nas measured, plus ``ray_trial_id``, ``node_id`` and ``worker``
+(hostname:pid) of the Ray worker that ran it.
+
+``ray/session-N/`` is the Tune experiment of the N-th driver run (Tuner storage: Ray's logs and its
+pickled state). nas never reads it back: a resumed run starts a new session from the study.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
 from ray import tune
 
-from .journal_repair import set_aside_torn_tail
+from . import optuna_backend
+from .config import SearchConfig
 from .outputs import RECORD_KEYS
 from .ray_worker import GRID_KEY, KNOWN_KEY
 
 RAY_DIR = "ray"
-JOURNAL_FILE = "trials.jsonl"
 FINISHED_STATES = ("complete", "pruned", "failed")
+RAY_ATTRS = ("ray_trial_id", "node_id", "worker")   # user attributes a Ray trial adds to the Optuna backend's
 
 
-def journal_path(run_dir: Path) -> Path:
-    return Path(run_dir) / RAY_DIR / JOURNAL_FILE
+def study_path(run_dir: Path) -> Path:
+    return Path(run_dir) / optuna_backend.STORAGE_FILE
 
 
-def read_journal(path: Path) -> list[dict]:
-    """The journal's records, once per Tune trial; a half-written last line (a kill mid-write) is skipped."""
-    if not path.exists():
+def records(run_dir: Path, config: SearchConfig) -> list[dict]:
+    """Finished trials in the order they finished: the Optuna backend's records, with trial_id (Ray's),
+    node_id and worker."""
+    if not study_path(run_dir).exists():
         return []
-    out, seen = [], set()
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("trial_id") not in seen:
-            seen.add(record.get("trial_id"))
-            out.append(record)
-    return out
+    study = optuna_backend.open_study(Path(run_dir), config)
+    return [_with_ray_attrs(t) for t in study.get_trials(deepcopy=False)]
 
 
-def records(run_dir: Path) -> list[dict]:
-    """Finished trials in the order they finished; the Optuna backend's record keys (and trial_id)."""
-    return [{"number": number, "state": r.get("state"), "decisions": r.get("decisions") or {},
-             **{k: r.get(k) for k in RECORD_KEYS}, "trial_id": r.get("trial_id")}
-            for number, r in enumerate(read_journal(journal_path(run_dir)))]
+def _with_ray_attrs(trial: optuna.trial.FrozenTrial) -> dict:
+    record = optuna_backend.to_record(trial)
+    record["trial_id"] = trial.user_attrs.get("ray_trial_id")
+    record.update({k: trial.user_attrs.get(k) for k in RAY_ATTRS[1:]})
+    return record
 
 
 def finished_count(rows: list[dict]) -> int:
@@ -85,23 +84,63 @@ def record_from_result(result: dict | None, error: str | None) -> dict:
         note = (f"stopped early by ASHA after epoch {result['epoch']}: held-out accuracy {result['accuracy']:.3f} "
                 "is below the median there")
     record = {"state": state, "decisions": attrs.get("decisions") or {}, **{k: attrs.get(k) for k in RECORD_KEYS}}
+    record.update({k: attrs.get(k) for k in RAY_ATTRS[1:]})
     record["note"] = note
     if state != "complete":  # as in the Optuna backend: no reward for a trial that did not complete
         record["reward"] = None
     return record
 
 
-class JournalWriter(tune.Callback):
-    """Appends each finished trial's record to the journal (on the driver), once per Tune trial and no more
-    than ``total`` in all: after a restore Tune may run again a trial whose end it had not yet saved."""
+def replayed_distributions(propose: Callable, decisions: dict) -> dict[str, CategoricalDistribution] | None:
+    """The decisions ``propose`` asks for when given a trial's recorded ones, each with its options;
+    None when it can't replay them."""
+    asked = {}
 
-    def __init__(self, path: Path, total: int):
-        self.path, self.total = str(path), total
+    def choose(name, options):
+        asked[name] = CategoricalDistribution(options)
+        return decisions[name]
+
+    try:
+        propose(choose)
+    except Exception:
+        return None
+    return asked
+
+
+def frozen_trial(record: dict, distributions: dict[str, CategoricalDistribution], multi: bool,
+                 trial_id: str) -> optuna.trial.FrozenTrial:
+    """A finished Optuna trial holding a Ray trial's record, as the Optuna backend would have stored it."""
+    params = {name: record["decisions"][name] for name in distributions}
+    attrs = {k: record.get(k) for k in RECORD_KEYS if record.get(k) is not None}
+    attrs.update({k: record.get(k) for k in RAY_ATTRS[1:] if record.get(k) is not None}, ray_trial_id=trial_id)
+    common = {"params": params, "distributions": distributions, "user_attrs": attrs}
+    if record["state"] == "complete" and record.get("reward") is not None:
+        values = [record["accuracy"], record["cost"]] if multi else [record["reward"]]
+        return create_trial(values=values, **common)
+    curve = {} if multi else dict(enumerate(record.get("curve") or []))
+    state = TrialState.PRUNED if record["state"] == "pruned" else TrialState.FAIL
+    return create_trial(state=state, intermediate_values=curve, **common)
+
+
+class StudyWriter(tune.Callback):
+    """On the driver: tells each finished Tune trial to the run's Optuna study, once per Tune trial and no
+    more than ``total`` finished trials in the run, then hands its record to ``on_trial``.
+
+    Tune pickles its callbacks with the experiment (``tuner.pkl``); the open study and ``on_trial`` (a
+    progress bar) stay out of that copy, which nas never reads back.
+    """
+
+    def __init__(self, run_dir: Path, config: SearchConfig, propose: Callable, total: int,
+                 on_trial: Callable[[dict], None]):
+        self.run_dir, self.config, self.propose = Path(run_dir), config, propose
+        self.total, self.on_trial = total, on_trial
+        self.multi = optuna_backend.multi_objective(config)
+        self.finished = finished_count(records(run_dir, config))
         self.written: set[str] = set()
+        self._study: optuna.Study | None = None
 
-    def setup(self, **info):
-        set_aside_torn_tail(Path(self.path))  # a cut last line is kept in a backup, never appended to
-        self.written = {r["trial_id"] for r in read_journal(Path(self.path))}
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_study": None, "on_trial": None}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trial, None)
@@ -110,88 +149,39 @@ class JournalWriter(tune.Callback):
         self._write(trial, error_text(trial))
 
     def _write(self, trial, error: str | None) -> None:
-        if trial.trial_id in self.written or len(self.written) >= self.total:
+        if trial.trial_id in self.written or self.finished >= self.total:
             return
-        record = {"trial_id": trial.trial_id, **record_from_result(trial.last_result, error)}
+        record = record_from_result(trial.last_result, error)
         if not record["decisions"]:  # it died before its first report
             record["decisions"] = {k: v for k, v in trial.config.get(GRID_KEY, trial.config).items() if k != KNOWN_KEY}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        distributions = replayed_distributions(self.propose, record["decisions"]) or {}
+        if self._study is None:
+            self._study = optuna_backend.open_study(self.run_dir, self.config)
+        self._study.add_trial(frozen_trial(record, distributions, self.multi, trial.trial_id))
         self.written.add(trial.trial_id)
+        self.finished += 1
+        if self.on_trial is not None:  # the driver is the study's one writer: the last trial is this one
+            self.on_trial(_with_ray_attrs(self._study.get_trials(deepcopy=False)[-1]))
+
+    def enough(self) -> bool:
+        return self.finished >= self.total
 
 
 class EnoughTrials(tune.Stopper):
-    """Ends the Tune run once the journal holds every trial wanted (pickled with the writer it reads)."""
+    """Ends the Tune run once the study holds every trial wanted."""
 
-    def __init__(self, writer: JournalWriter):
+    def __init__(self, writer: StudyWriter):
         self.writer = writer
 
     def __call__(self, trial_id, result) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return len(self.writer.written) >= self.writer.total
+        return self.writer.enough()
 
 
-class JournalFollower:
-    """Hands each record appended to the journal to ``on_trial``, like ``tail -f``: a thread reads the
-    journal every ``interval`` seconds while the block runs, and once more at its end.
-
-    Why not a hook in the writer: Tune pickles its callbacks with the experiment, and Tuner.restore brings
-    them back without the hooks of the process that resumes it.
-    """
-
-    def __init__(self, run_dir: Path, on_trial: Callable[[dict], None], interval: float = 0.5):
-        self.run_dir, self.on_trial, self.interval = run_dir, on_trial, interval
-        self.sent = len(records(run_dir))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name="nas-journal-follower", daemon=True)
-
-    def __enter__(self) -> JournalFollower:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._send_new()
-
-    def _follow(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._send_new()
-
-    def _send_new(self) -> None:
-        new = records(self.run_dir)[self.sent:]
-        self.sent += len(new)
-        for record in new:
-            self.on_trial(record)
-
-
-class Sessions:
-    """The Tune experiments of a run, ``ray/session-1``, ``ray/session-2``, ..., and which ran to their end."""
-
-    def __init__(self, ray_dir: Path):
-        self.ray_dir = Path(ray_dir)
-
-    def all(self) -> list[Path]:
-        found = [p for p in self.ray_dir.glob("session-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
-        return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]))
-
-    def interrupted(self) -> Path | None:
-        """The last session, when a killed driver left it unfinished and Tune can restore it."""
-        sessions = self.all()
-        if not sessions or self.is_done(sessions[-1]) or not tune.Tuner.can_restore(sessions[-1]):
-            return None
-        return sessions[-1]
-
-    def next(self) -> Path:
-        sessions = self.all()
-        return self.ray_dir / f"session-{int(sessions[-1].name.split('-', 1)[1]) + 1 if sessions else 1}"
-
-    def is_done(self, session: Path) -> bool:
-        return (self.ray_dir / f"{session.name}.done").exists()
-
-    def mark_done(self, session: Path) -> None:
-        (self.ray_dir / f"{session.name}.done").touch()
+def next_session(ray_dir: Path) -> Path:
+    """``ray/session-N`` for this driver run: one past the highest so far."""
+    numbers = [int(p.name.split("-", 1)[1]) for p in Path(ray_dir).glob("session-*")
+               if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    return Path(ray_dir) / f"session-{max(numbers, default=0) + 1}"

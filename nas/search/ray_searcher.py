@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import optuna
-from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState, create_trial
 from ray import cloudpickle
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler
@@ -24,10 +22,10 @@ from ..space import fixed_choices
 from ..spec import spec_hash
 from . import optuna_backend
 from .config import SearchConfig
-from .ray_records import finished_count, trial_state
+from .ray_records import FINISHED_STATES, finished_count, frozen_trial, replayed_distributions, trial_state
 from .ray_worker import KNOWN_KEY
 
-STUDY_NAME = "nas"               # the Optuna study inside OptunaSearch
+STUDY_NAME = "nas"               # the in-memory Optuna study inside OptunaSearch
 
 
 class _DefineByRun:
@@ -103,42 +101,18 @@ def make_searcher(config: SearchConfig, propose: Callable, previous: list[dict],
 
 def warm_start(previous: list[dict], propose: Callable, multi: bool) -> optuna.storages.InMemoryStorage:
     """An in-memory Optuna study holding every earlier trial, so a new session's sampler continues
-    from them (a run resumed with more trials= proposes as the Optuna backend would)."""
+    from them (a resumed run proposes as the Optuna backend would)."""
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name=STUDY_NAME,
                                 directions=["maximize", "minimize"] if multi else ["maximize"])
     for r in previous:
-        if r["state"] not in ("complete", "pruned", "failed") or not r.get("decisions"):
+        if r["state"] not in FINISHED_STATES or not r.get("decisions"):
             continue
-        asked = _replayed(propose, r["decisions"])
+        asked = replayed_distributions(propose, r["decisions"])
         if asked is None:  # the space changed since: this trial can't teach the sampler
             continue
-        params = {name: r["decisions"][name] for name in asked}
-        if r["state"] == "complete" and r.get("reward") is not None:
-            values = [r["accuracy"], r["cost"]] if multi else [r["reward"]]
-            study.add_trial(create_trial(params=params, distributions=asked, values=values))
-        else:
-            curve = {} if multi else {i: a for i, a in enumerate(r.get("curve") or [])}
-            state = TrialState.PRUNED if r["state"] == "pruned" else TrialState.FAIL
-            study.add_trial(create_trial(params=params, distributions=asked, state=state,
-                                         intermediate_values=curve))
+        study.add_trial(frozen_trial(r, asked, multi, r.get("trial_id") or ""))
     return storage
-
-
-def _replayed(propose: Callable, decisions: dict) -> dict[str, CategoricalDistribution] | None:
-    """The decisions ``propose`` asks for when given a trial's recorded ones, each with its options;
-    None when it can't replay them."""
-    asked = {}
-
-    def choose(name, options):
-        asked[name] = CategoricalDistribution(options)
-        return decisions[name]
-
-    try:
-        propose(choose)
-    except Exception:
-        return None
-    return asked
 
 
 def make_scheduler(config: SearchConfig) -> ASHAScheduler | None:

@@ -7,6 +7,8 @@ and the evaluator, or None to build the configured one on the worker, which then
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -72,8 +74,8 @@ def context_for(job: Job) -> Context:
             from .evaluation import make_configured_evaluator
 
             config = job.config
-            if config.train.device == "auto" and config.gpus_per_trial == 0:
-                config = replace(config, train=replace(config.train, device="cpu"))  # a GPU the trial did not reserve is another trial's
+            if config.train.device == "auto" and config.gpus_per_trial == 0:  # a GPU it did not reserve is another's
+                config = replace(config, train=replace(config.train, device="cpu"))
             evaluator = make_configured_evaluator(config, list(job.seen_scores))
         _worker_context.clear()
         _worker_context[job.job_id] = Context(job.config, job.propose, evaluator, evaluated=dict(job.evaluated))
@@ -85,9 +87,9 @@ class TuneTrialIO:
     accuracy goes to tune.report (where ASHA may stop the trial), attributes ride along in every report
     under "nas" (with a "state": started, running, then complete, pruned or failed)."""
 
-    def __init__(self, values: dict, epochs: int):
+    def __init__(self, values: dict, epochs: int, where: dict | None = None):
         self.values, self.epochs = values, epochs
-        self.attrs: dict[str, Any] = {"decisions": {}, "curve": []}
+        self.attrs: dict[str, Any] = {"decisions": {}, "curve": [], **(where or {})}
 
     def choose(self, name: str, options: list):
         value = self.values[name]
@@ -120,6 +122,13 @@ class TuneTrialIO:
         tune.report(result)
 
 
+def where_am_i() -> dict:
+    """The Ray node and the process a trial runs in, for its record."""
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
+
+
 def run_trial(tune_config: dict, job: Job) -> None:
     """One Tune trial (runs in a worker). Errors in the candidate are recorded, not raised."""
     import torch
@@ -127,7 +136,7 @@ def run_trial(tune_config: dict, job: Job) -> None:
     torch.set_num_threads(max(1, int(job.config.cpus_per_trial)))
     ctx = context_for(job)
     values = tune_config.get(GRID_KEY, tune_config)
-    io = TuneTrialIO(values, job.config.train.epochs)
+    io = TuneTrialIO(values, job.config.train.epochs, where_am_i())
     if KNOWN_KEY in tune_config:  # the searcher knows this architecture's accuracy: not trained again
         key = spec_hash(ctx.propose(fixed_choices(values)))
         ctx.evaluated.setdefault(key, tune_config[KNOWN_KEY])
