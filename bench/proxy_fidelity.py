@@ -58,6 +58,8 @@ SETTINGS = {s.name: s for s in (
     Setting("fmnist-14px-4ep-4k", "fashion-mnist", 14, 4, max_train=4000),
     Setting("fmnist-28px-2ep", "fashion-mnist", 28, 2),
     Setting("fmnist-28px-4ep", "fashion-mnist", 28, 4),
+    Setting("fmnist-28px-2ep-4k", "fashion-mnist", 28, 2, max_train=4000),
+    Setting("fmnist-28px-3ep-4k", "fashion-mnist", 28, 3, max_train=4000),
 )}
 
 _data_cache: dict = {}

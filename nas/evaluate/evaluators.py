@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from ..errors import Rejected
 from ..spec import Spec
 from .data import Split
-from .train import TrainSettings, proxy_spec, train_and_evaluate
+from .device_lock import training_on
+from .train import TrainSettings, pick_device, proxy_spec, train_and_evaluate
 
 Report = Callable[[int, float], None]
 
@@ -43,7 +44,9 @@ class TrainEvaluator:
         self.data, self.settings = data, settings
 
     def __call__(self, spec: Spec, report: Report | None = None) -> Evaluation:
-        result = train_and_evaluate(spec, self.data, self.settings, report)
+        # Held shared while training: no latency is timed on this device meanwhile (nas.evaluate.device_lock).
+        with training_on(pick_device(self.settings.device).type):
+            result = train_and_evaluate(spec, self.data, self.settings, report)
         return Evaluation(score=result.accuracy, seconds=result.seconds, curve=result.curve)
 
 

@@ -92,7 +92,8 @@ def plot_pareto(run_dir: Path, records: list[dict], front: list[dict], best: dic
     if best:
         ax.scatter([best["cost"]], [best["accuracy"]], marker="*", s=220, color="C2", zorder=5, label="best reward")
     ax.axvline(target, ls="--", color="grey", lw=1, label=f"target {human(target)}")
-    unit = {"flops": "FLOPs (multiply-adds)", "latency": "latency (ms)", "energy": "energy (J/image)"}.get(objective, objective)
+    units = {"flops": "FLOPs (multiply-adds)", "latency": "latency (ms)", "energy": "energy (J/image)"}
+    unit = units.get(objective, objective)
     ax.set_xscale("log")
     ax.set_xlabel(unit)
     ax.set_ylabel("proxy accuracy (held-out)")
@@ -111,7 +112,8 @@ def write_report(run_dir: Path, records: list[dict], best: dict | None, front: l
              f"space `{config.space}`, objective {config.objective}, target {human(config.cost_target())}, "
              f"reward {config.reward} (w = {config.w}), sampler {config.sampler}, evaluator {config.evaluator}, "
              f"data set {config.dataset}, {config.train.epochs} epochs per candidate.", "",
-             "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; {seconds:.0f} s evaluating.", ""]
+             "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+             + f"; {seconds:.0f} s evaluating.", ""]
     if best:
         lines += [f"**best** (trial {best['number']}): reward {best['reward']:.4f}, accuracy {best['accuracy']:.4f}, "
                   f"{human(best['flops'])} FLOPs (multiply-adds), {best['params']:,} params -> best.yaml", ""]
