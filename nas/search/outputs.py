@@ -18,7 +18,7 @@ from ..spec import loads, replace, save
 from ..units import human
 
 RECORD_KEYS = ("params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash", "spec_yaml", "note",
-               "cached", "proxy_score", "curve")
+               "cached", "proxy_score", "curve", "pruned_epoch")
 CSV_COLUMNS = ("number", "state", "params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash",
                "cached", "note", "decisions")
 
@@ -102,6 +102,22 @@ def plot_pareto(run_dir: Path, records: list[dict], front: list[dict], best: dic
     save_figure(fig, run_dir / "pareto.png", dpi=110)
 
 
+def pruning_line(records: list[dict]) -> str:
+    """How many trials the pruner stopped, and after which epoch (a rejected candidate stops untrained)."""
+    at: dict[str, int] = {}
+    for r in records:
+        if r["state"] != "pruned":
+            continue
+        epoch = r.get("pruned_epoch") or (len(r["curve"]) if r.get("curve") else None)
+        label = f"epoch {epoch}" if epoch else "before training (rejected)"
+        at[label] = at.get(label, 0) + 1
+    if not at:
+        return "pruning: no trial was stopped."
+    return (f"pruning: {sum(at.values())} trials stopped: "
+            + ", ".join(f"{n} after {label}" if label.startswith("epoch") else f"{n} {label}"
+                        for label, n in sorted(at.items())) + ".")
+
+
 def write_report(run_dir: Path, records: list[dict], best: dict | None, front: list[dict], config) -> str:
     counts = {}
     for r in records:
@@ -111,7 +127,8 @@ def write_report(run_dir: Path, records: list[dict], best: dict | None, front: l
              f"space `{config.space}`, objective {config.objective}, target {human(config.cost_target())}, "
              f"reward {config.reward} (w = {config.w}), sampler {config.sampler}, evaluator {config.evaluator}, "
              f"data set {config.dataset}, {config.train.epochs} epochs per candidate.", "",
-             "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; {seconds:.0f} s evaluating.", ""]
+             "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; {seconds:.0f} s evaluating.", "",
+             pruning_line(records) + f" (pruner {config.pruner}, on the reward at each epoch before the last)", ""]
     if best:
         lines += [f"**best** (trial {best['number']}): reward {best['reward']:.4f}, accuracy {best['accuracy']:.4f}, "
                   f"{human(best['flops'])} FLOPs (multiply-adds), {best['params']:,} params -> best.yaml", ""]
