@@ -82,8 +82,8 @@ def context_for(job: Job) -> Context:
 
 class TuneTrialIO:
     """run_candidate's TrialIO inside a Tune trial: decisions come from the Tune config, each epoch's
-    accuracy and reward go to tune.report (where ASHA may stop the trial on the reward), attributes ride along in every report
-    under "nas" (with a "state": started, running, then complete, pruned or failed)."""
+    accuracy and reward go to tune.report (where ASHA may stop the trial on the reward), attributes ride along
+    in every report under "nas" (with a "state": started, running, then complete, pruned or failed)."""
 
     def __init__(self, values: dict, epochs: int):
         self.values, self.epochs = values, epochs

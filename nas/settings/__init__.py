@@ -90,6 +90,12 @@ class SearchConfig:
     pruner: str = setting("keep75", Choice(PRUNERS), "at every epoch before the last (a rung), stop candidates whose "
                           "reward so far is in the bottom quarter of those that reached it (median: bottom half)")
     seed: int = setting(0, Integer(0), "seed of the sampler, the data split and the proxy training")
+    final_top_k: int = setting(3, Integer(0), "final selection: the best distinct candidates by proxy reward "
+                               "trained again, longer, under final_seeds seeds; best.yaml is its winner (0: off)")
+    final_epochs: int | None = setting(None, OrNone(Integer(1)), "final selection: training epochs per candidate",
+                                       shown="3 x epochs")
+    final_seeds: int = setting(2, Integer(1), "final selection: seeds per candidate (seed, seed+1, ...); its "
+                               "reward is reward(mean accuracy over them, cost)")
     train: TrainSettings = field(default_factory=TrainSettings)
     dataset: str = setting("digits", Text("digits (built in, offline), cifar10, cifar100, imagefolder:PATH"),
                            "the proxy's data set (cifar10 / cifar100 read from data_dir)")
