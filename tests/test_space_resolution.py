@@ -31,8 +31,8 @@ def test_a_declared_resolution_too_small_is_refused():
 @pytest.mark.parametrize("space", space_names())
 def test_every_builtin_space_runs_a_trial_with_its_defaults_on_fashion_mnist(space, tmp_path):
     # batch_size=500: the same images in few steps (small-image training is bound by per-op overhead)
-    result = run_search([f"space={space}", "dataset=fashion-mnist", "epochs=1", "trials=1", "final_top_k=0", "batch_size=500",
-                         f"out={tmp_path / space}"], progress=False, say=lambda line: None)
+    result = run_search([f"space={space}", "dataset=fashion-mnist", "epochs=1", "trials=1", "final_top_k=0",
+                         "batch_size=500", f"out={tmp_path / space}"], progress=False, say=lambda line: None)
     (record,) = result.records
     assert record["state"] == "complete", record.get("note")
     assert 0.0 <= record["accuracy"] <= 1.0 and (tmp_path / space / "best.yaml").exists()
