@@ -83,3 +83,12 @@ def test_final_stage_resumes_after_sigkill(tiny_space, tmp_path):
     search = optuna_backend.records(out, config)
     chosen = final.winner(final.summarise(config, search, final.records(out)))
     assert spec_hash(nas.load_spec(out / "best.yaml")) == chosen["search"]["spec_hash"]
+
+
+def test_a_resume_with_other_final_epochs_trains_again_and_counts_only_those(tiny_space, tmp_path):
+    args = [f"space={tiny_space}", "trials=2", *CHEAP, "final_top_k=1", "final_seeds=1", f"out={tmp_path / 'run'}"]
+    first = run_search([*args, "final_epochs=1"], progress=False, say=lambda line: None)
+    again = run_search([*args, "final_epochs=2"], progress=False, say=lambda line: None)
+    assert [r["epochs"] for r in first.final] == [1] and sorted(r["epochs"] for r in again.final) == [1, 2]
+    (row,) = final.summarise(again.config, again.records, again.final)
+    assert row["accuracy"] == next(r["accuracy"] for r in again.final if r["epochs"] == 2)

@@ -61,10 +61,12 @@ def _pair(trial: optuna.trial.FrozenTrial) -> tuple[str, int] | None:
     return (params["candidate"], int(params["seed"])) if "candidate" in params else None
 
 
-def enqueue_missing(study: optuna.Study, picks: list[dict], seeds: list[int]) -> int:
-    """Queue every (candidate, seed) pair that has no trial yet (an interrupted one counts as none:
-    recover_interrupted_trials queued it again). Returns how many trials wait to run."""
-    present = {_pair(t) for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")}
+def enqueue_missing(study: optuna.Study, picks: list[dict], seeds: list[int], epochs: int) -> int:
+    """Queue every (candidate, seed) pair that has no trial of ``epochs`` yet (an interrupted one counts as
+    none: recover_interrupted_trials queued it again; a trial of another final_epochs counts as none, and
+    a queued one is ``epochs``'s). Returns how many trials wait to run."""
+    present = {_pair(t) for t in study.get_trials(deepcopy=False)
+               if not t.user_attrs.get("interrupted") and t.user_attrs.get("epochs", epochs) == epochs}
     for pick in picks:
         for seed in seeds:
             if (pick["spec_hash"], seed) not in present:
@@ -81,8 +83,8 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
         return []
     study = open_final_study(run_dir)
     optuna_backend.recover_interrupted_trials(study)
-    waiting = enqueue_missing(study, picks, final_seeds(config))
     epochs = final_epochs(config)
+    waiting = enqueue_missing(study, picks, final_seeds(config), epochs)
     if waiting:
         say(f"final selection: {len(picks)} candidates x {config.final_seeds} seeds, {epochs} epochs; "
             f"{waiting} trainings to run")
@@ -92,6 +94,7 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", optuna_backend.WORKER)
+        trial.set_user_attr("epochs", epochs)
         key = trial.suggest_categorical("candidate", options)  # an enqueued pair's: fixed, not sampled
         seed = trial.suggest_int("seed", *SEED_RANGE)
         trial.set_user_attr("search_trial", proxy[key]["number"])
@@ -121,7 +124,7 @@ def records(run_dir: Path) -> list[dict]:
     for trial in study.get_trials(deepcopy=False):
         record = optuna_backend.to_record(trial)
         pair = _pair(trial)
-        record.update(stage="final", seed=pair[1] if pair else None,
+        record.update(stage="final", seed=pair[1] if pair else None, epochs=trial.user_attrs.get("epochs"),
                       search_trial=trial.user_attrs.get("search_trial"))
         out.append(record)
     return out
@@ -133,7 +136,8 @@ def summarise(config: SearchConfig, search_records: list[dict], final_records: l
     rows = []
     for pick in top_candidates(search_records, config.final_top_k):
         done = {r["seed"]: r["accuracy"] for r in final_records
-                if r["state"] == "complete" and r.get("spec_hash") == pick["spec_hash"]}
+                if r["state"] == "complete" and r.get("spec_hash") == pick["spec_hash"]
+                and r.get("epochs") == final_epochs(config) and r["seed"] in final_seeds(config)}
         if not done:
             continue
         mean = sum(done.values()) / len(done)
