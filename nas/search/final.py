@@ -91,6 +91,10 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
     specs = {p["spec_hash"]: loads(p["spec_yaml"], source=f"trial {p['number']}") for p in picks}
     proxy = {r["spec_hash"]: r for r in reversed(completed(search_records))}
     options = sorted(proxy)
+    shared = Context(config, lambda choose: None, lambda spec, report: None)  # one cache of measured costs:
+    if config.objective in ("latency", "energy"):                             # the search's are not measured again
+        for key, record in proxy.items():
+            shared.measured[shared.measured_key(key)] = record["cost"]
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", optuna_backend.WORKER)
@@ -99,7 +103,9 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
         seed = trial.suggest_int("seed", *SEED_RANGE)
         trial.set_user_attr("search_trial", proxy[key]["number"])
         spec = specs[key] if key in specs else loads(proxy[key]["spec_yaml"], source=f"trial {proxy[key]['number']}")
-        ctx = Context(config, lambda choose: spec, evaluator_for(seed, epochs))  # its own cache: every seed trains
+        # its own cache of evaluations (every seed trains), the shared one of measured costs
+        ctx = Context(config, lambda choose: spec, evaluator_for(seed, epochs), measured=shared.measured,
+                      lock=shared.lock)
         io = optuna_backend._OptunaIO(trial, prune=False, epochs=epochs)
         try:
             return run_candidate(ctx, io).reward
