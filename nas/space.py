@@ -20,6 +20,8 @@ A space file::
       repeats_delta: [-1, 0, 1]     # added to the skeleton's repeats (at least 1 remains)
       channel_scale: [0.75, 1.0, 1.25]   # multiplies every channel field, EfficientNet rounding
     fixed_per_stage: {activation: relu}  # fields every stage gets
+    proxy_resolution: 29   # optional: the smallest image side the proxy may train at (default: worked out,
+                           # see smallest_resolution); a search without resolution= trains at least at this
     skeleton:        # one entry per stage: its fixed fields, optionally its own `choices`
       - {out_channels: 16, repeats: 1, stride: 1}
       - {out_channels: 24, repeats: 2, stride: 2, choices: {kernel: [3]}}
@@ -47,7 +49,7 @@ Choose = Callable[[str, list], Any]
 SPACES_DIR = shipped_folder("search_spaces")
 _DERIVED = ("repeats_delta", "channel_scale", "block", "repeats")
 _GLOBAL_KEYS = ("width_multiplier", "depth_multiplier", "resolution", "head.channels", "head.dropout", "drop_path")
-_SPACE_KEYS = ("name", "description", "spec", "global", "per_stage", "fixed_per_stage", "skeleton")
+_SPACE_KEYS = ("name", "description", "spec", "global", "per_stage", "fixed_per_stage", "skeleton", "proxy_resolution")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Space:
     stages: tuple[tuple[dict, dict], ...]   # per stage: (fixed fields, choices)
     source: str = ""
     all_blocks: tuple[str, ...] = field(default=())
+    proxy_resolution: int | None = None     # as declared in the file (see needed_resolution)
 
     def decisions(self) -> dict[str, list]:
         """Every decision the space can ask, by name (a superset: conditional ones may be skipped)."""
@@ -149,9 +152,56 @@ def space_from_dict(data: Any, source: str = "space") -> Space:
         kinds |= set(own.get("block", [])) | ({stage_fixed["block"]} if "block" in stage_fixed else set())
     space = Space(str(data.get("name", Path(source).stem)), str(data.get("description", "")), dict(base),
                   _check_choices(source, "global", data.get("global") or {}, False), tuple(stages), source,
-                  tuple(sorted(kinds)))
+                  tuple(sorted(kinds)), _declared_resolution(source, data.get("proxy_resolution")))
     _check_samples(space)
+    if space.proxy_resolution is not None:
+        smallest = smallest_resolution(space)
+        if space.proxy_resolution < smallest:
+            raise _err(source, "proxy_resolution", space.proxy_resolution,
+                       f"at least {smallest} (below it a candidate's feature map vanishes)")
     return space
+
+
+def _declared_resolution(source: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _err(source, "proxy_resolution", value, "a positive image side in pixels")
+    return value
+
+
+def _downsampling_probes(space: Space) -> list[Choose]:
+    """Chooses that between them pick the space's most downsampling candidate: the largest stride offered
+    (and the first or else the last option of every other decision, as a stride may hide behind a block kind)."""
+    def probe(other: int) -> Choose:
+        def choose(name: str, options: list):
+            return max(options) if name.endswith(".stride") else options[other]
+        return choose
+    return [probe(0), probe(-1)]
+
+
+def smallest_resolution(space: Space, largest: int = 1024) -> int:
+    """The smallest image side at which the space's most downsampling candidate still resolves (no feature
+    map vanishes): what its proxy training needs at least. Torch-free (spec.resolve only)."""
+    from .spec import replace, resolve
+
+    need = 1
+    for choose in _downsampling_probes(space):
+        spec = sample(space, choose)
+        side = need
+        while side < largest:
+            try:
+                resolve(replace(spec, resolution=side))
+                break
+            except SpecError:
+                side += 1
+        need = max(need, side)
+    return need
+
+
+def needed_resolution(space: Space) -> int:
+    """The proxy resolution the space needs: its declared proxy_resolution, else the smallest that works."""
+    return space.proxy_resolution if space.proxy_resolution is not None else smallest_resolution(space)
 
 
 def _check_samples(space: Space) -> None:

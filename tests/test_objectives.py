@@ -119,7 +119,7 @@ def test_search_finds_the_latency_winner_and_the_flops_winner(flip_space, tmp_pa
         accuracies.append(0.9)
         return Evaluation(0.9, 0.0)
 
-    common = [f"space={flip_space}", "sampler=random", "trials=6"]
+    common = [f"space={flip_space}", "sampler=random", "trials=6", "final_top_k=0"]  # the search alone
     by_latency = run_search([*common, "objective=latency", "latency=measured", "target=1ms",
                              f"out={tmp_path / 'latency'}"],
                             evaluator=same_accuracy, progress=False)

@@ -39,7 +39,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 NAS = str(Path(sys.executable).parent / "nas")
 RAY = str(Path(sys.executable).parent / "ray")
-CHEAP = ["target_flops=2M", "epochs=1", "backend=ray"]
+CHEAP = ["target_flops=2M", "epochs=1", "backend=ray", "final_top_k=0"]  # the search alone (test_final.py)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +187,8 @@ def test_grid_runs_every_point_once_and_asha_stops_the_poor_ones(tmp_path):
     assert sorted(by_point) == [0, 1, 2, 3] and len(result.records) == 4
     assert by_point[0]["state"] == "complete" and by_point[0]["accuracy"] == pytest.approx(0.9)
     stopped = [r for r in result.records if r["state"] == "pruned"]
-    assert stopped and all("ASHA" in r["note"] and len(r["curve"]) == 2 for r in stopped)
+    # keep75: a rung at each epoch before the last (epochs 1 and 2), so a stopped trial trained fewer than 3
+    assert stopped and all("ASHA" in r["note"] and 1 <= len(r["curve"]) < 3 for r in stopped)
     assert result.best["decisions"] == {"candidate": 0}
 
 

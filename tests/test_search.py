@@ -17,7 +17,7 @@ from nas.search import optuna_backend, resolve_config, run_search
 from nas.search.config import SearchConfig
 
 NAS = str(Path(sys.executable).parent / "nas")
-CHEAP = ["target_flops=2M", "epochs=1"]
+CHEAP = ["target_flops=2M", "epochs=1", "final_top_k=0"]  # the search alone (tests/test_final.py)
 
 
 def _records(run_dir):

@@ -12,7 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import nas
-from nas.space import SPACES_DIR, load_space, random_choices, sample, space_names
+from nas.space import SPACES_DIR, load_space, needed_resolution, random_choices, sample, space_names
 from nas.spec import spec_hash, with_overrides
 from nas.units import parse_count
 
@@ -59,10 +59,8 @@ def test_random_samples_are_valid_and_span_the_target(name):
 
 
 def proxy_resolution(space) -> int:
-    """The proxy-training resolution a space documents ("resolution=32" in its description); else 8, that of
-    the built-in digits data set, the search's default."""
-    found = re.search(r"resolution=(\d+)", space.description)
-    return int(found.group(1)) if found else 8
+    """The smallest side a search trains at without resolution=: the built-in digits' 8 px or the space's need."""
+    return max(8, needed_resolution(space))
 
 
 @pytest.mark.parametrize("name", SPACES)

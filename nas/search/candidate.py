@@ -21,7 +21,9 @@ from .config import SearchConfig
 
 class TrialIO(Protocol):
     def choose(self, name: str, options: list) -> Any: ...
-    def report(self, epoch: int, accuracy: float) -> None: ...   # may raise the backend's "pruned"
+    # An epoch's accuracy and the reward it would earn (what the search maximises, and so what the pruner
+    # compares: the cost is known before training). May raise the backend's "pruned".
+    def report(self, epoch: int, accuracy: float, reward: float) -> None: ...
     def record(self, **attrs) -> None: ...
     # Optional: twin_result(spec_hash) -> {"accuracy", "seconds"} | None waits while another trial (another
     # process sharing the run) evaluates the same architecture, and returns its result (see twin_result below).
@@ -101,20 +103,26 @@ def run_candidate(ctx: Context, io: TrialIO) -> Outcome:
         limit = config.max_cost if config.max_cost is not None else config.cost_target()
         if not reward_fns.within_hard_limit(cost, limit):
             raise Rejected(f"{config.objective} {cost:.4g} is over the hard limit {limit:.4g}")
+    def reward_of(score: float) -> float:
+        return reward_fns.reward(score, cost, config.cost_target(), config.reward, config.w, config.w_below,
+                                 config.w_above)
+
     known = ctx.evaluated.get(key) or twin_result(io, key)
     if known is not None:  # an identical architecture is evaluated once
         score, seconds = known["accuracy"], 0.0
         io.record(cached=True)
     else:
-        evaluation = ctx.evaluator(spec, io.report)
+        def report(epoch: int, accuracy: float) -> None:
+            io.report(epoch, accuracy, reward_of(accuracy))
+
+        evaluation = ctx.evaluator(spec, report)
         score, seconds = evaluation.score, evaluation.seconds
         io.record(curve=[round(a, 6) for a in evaluation.curve])
         if evaluation.proxy_score is not None:
             io.record(proxy_score=evaluation.proxy_score)
     if score is None or not math.isfinite(score):
         raise FloatingPointError(f"the evaluator returned score {score!r}")
-    value = reward_fns.reward(score, cost, config.cost_target(), config.reward, config.w,
-                              config.w_below, config.w_above)
+    value = reward_of(score)
     io.record(accuracy=score, reward=value, seconds=seconds)  # records call the score "accuracy" (see outputs)
     with ctx.lock:
         ctx.evaluated.setdefault(key, {"accuracy": score, "seconds": seconds})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..space import load_space, needed_resolution
 from .config import SearchConfig
 
 
@@ -14,8 +15,20 @@ def make_configured_evaluator(config: SearchConfig, seen_scores: list[float] | N
     ``seen_scores``: the hybrid evaluator's proxy scores of earlier trials (a resumed run screens
     against them). Loads the data set: call it where the evaluation runs (a Ray worker builds its own).
     """
-    from ..evaluate.data import load_dataset
     from ..evaluate.evaluators import make_evaluator
 
+    return make_evaluator(config.evaluator, configured_data(config), config.train_settings(), config.top_k,
+                          seen_scores)
+
+
+def configured_data(config: SearchConfig):
+    """The configured data set, split by the search's seed, at ``resolution`` or else at max(the data set's
+    side, the space's needed_resolution)."""
+    from ..evaluate.data import load_dataset
+
     data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=config.resolution)
-    return make_evaluator(config.evaluator, data, config.train_settings(), config.top_k, seen_scores)
+    if config.resolution is None:  # the data set's side, unless the space needs more (VoVNet's osa: 29 px)
+        need = needed_resolution(load_space(config.space))
+        if data.resolution < need:
+            data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=need)
+    return data

@@ -18,9 +18,9 @@ from ..spec import loads, replace, save
 from ..units import human
 
 RECORD_KEYS = ("params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash", "spec_yaml", "note",
-               "cached", "proxy_score", "curve")
-CSV_COLUMNS = ("number", "state", "params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash",
-               "cached", "note", "decisions")
+               "cached", "proxy_score", "curve", "pruned_epoch")
+CSV_COLUMNS = ("stage", "number", "seed", "state", "params", "flops", "mac", "cost", "accuracy", "reward", "seconds",
+               "spec_hash", "cached", "note", "decisions")
 
 
 def completed(records: list[dict]) -> list[dict]:
@@ -46,12 +46,15 @@ def pareto_front(records: list[dict]) -> list[dict]:
     return front
 
 
-def write_trials_csv(run_dir: Path, records: list[dict]) -> None:
+def write_trials_csv(run_dir: Path, records: list[dict], final_records: list[dict] = ()) -> None:
+    """Both stages: the search's trials (stage "search"), then the final selection's (stage "final", with seed)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
-    for r in sorted(records, key=lambda r: r["number"]):
+    ordered = sorted(records, key=lambda r: r["number"]) + sorted(final_records, key=lambda r: r["number"])
+    for r in ordered:
         row = {k: r.get(k) for k in CSV_COLUMNS}
+        row["stage"] = r.get("stage", "search")
         row["decisions"] = json.dumps(r.get("decisions", {}), sort_keys=True)
         writer.writerow(row)
     write_text(run_dir / "trials.csv", buffer.getvalue())
@@ -103,7 +106,24 @@ def plot_pareto(run_dir: Path, records: list[dict], front: list[dict], best: dic
     save_figure(fig, run_dir / "pareto.png", dpi=110)
 
 
-def write_report(run_dir: Path, records: list[dict], best: dict | None, front: list[dict], config) -> str:
+def pruning_line(records: list[dict]) -> str:
+    """How many trials the pruner stopped, and after which epoch (a rejected candidate stops untrained)."""
+    at: dict[str, int] = {}
+    for r in records:
+        if r["state"] != "pruned":
+            continue
+        epoch = r.get("pruned_epoch") or (len(r["curve"]) if r.get("curve") else None)
+        label = f"epoch {epoch}" if epoch else "before training (rejected)"
+        at[label] = at.get(label, 0) + 1
+    if not at:
+        return "pruning: no trial was stopped."
+    return (f"pruning: {sum(at.values())} trials stopped: "
+            + ", ".join(f"{n} after {label}" if label.startswith("epoch") else f"{n} {label}"
+                        for label, n in sorted(at.items())) + ".")
+
+
+def write_report(run_dir: Path, records: list[dict], best: dict | None, front: list[dict], config,
+                 final_lines: list[str] = ()) -> str:
     counts = {}
     for r in records:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
@@ -113,10 +133,13 @@ def write_report(run_dir: Path, records: list[dict], best: dict | None, front: l
              f"reward {config.reward} (w = {config.w}), sampler {config.sampler}, evaluator {config.evaluator}, "
              f"data set {config.dataset}, {config.train.epochs} epochs per candidate.", "",
              "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-             + f"; {seconds:.0f} s evaluating.", ""]
+             + f"; {seconds:.0f} s evaluating.", "",
+             pruning_line(records) + f" (pruner {config.pruner}, on the reward at each epoch before the last)", ""]
     if best:
         lines += [f"**best** (trial {best['number']}): reward {best['reward']:.4f}, accuracy {best['accuracy']:.4f}, "
-                  f"{human(best['flops'])} FLOPs (multiply-adds), {best['params']:,} params -> best.yaml", ""]
+                  f"{human(best['flops'])} FLOPs (multiply-adds), {best['params']:,} params"
+                  + (" (by proxy reward; best.yaml is the final selection's winner, below)" if final_lines
+                     else " -> best.yaml"), ""]
     else:
         lines += ["no trial completed, so there is no best.yaml yet.", ""]
     if front:
@@ -124,18 +147,23 @@ def write_report(run_dir: Path, records: list[dict], best: dict | None, front: l
                   "| trial | accuracy | cost | FLOPs | params | reward |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['number']} | {r['accuracy']:.4f} | {r['cost']:.4g} | {human(r['flops'])} | {r['params']:,} "
                   f"| {r['reward']:.4f} |" for r in front]
+    lines += ["", *final_lines] if final_lines else []
     text = "\n".join(lines) + "\n"
     write_text(run_dir / "report.md", text)
     return text
 
 
-def write_all(run_dir: Path, records: list[dict], config) -> dict | None:
-    """Every output of a run; returns the best record (or None)."""
-    write_trials_csv(run_dir, records)
+def write_all(run_dir: Path, records: list[dict], config, final_records: list[dict] = (),
+              final_best: dict | None = None, final_lines: list[str] = ()) -> dict | None:
+    """Every output of a run; returns the best record (or None). With a final selection (nas.search.final):
+    its trials join trials.csv, its winner ``final_best`` is best.yaml and ``final_lines`` join the report."""
+    write_trials_csv(run_dir, records, final_records)
     best = best_record(records)
-    if best:
-        save(trial_spec(best, f"{run_dir.name}-best"), run_dir / "best.yaml")
+    chosen = final_best or best
+    if chosen:
+        save(trial_spec(chosen, f"{run_dir.name}-best"), run_dir / "best.yaml")
     front = write_pareto(run_dir, records, run_dir.name)
-    plot_pareto(run_dir, records, front, best, config.cost_target(), config.objective)
-    write_report(run_dir, records, best, front, config)
-    return best
+    star = {**chosen, "accuracy": chosen.get("proxy_accuracy", chosen["accuracy"])} if chosen else None  # a proxy point
+    plot_pareto(run_dir, records, front, star, config.cost_target(), config.objective)
+    write_report(run_dir, records, best, front, config, list(final_lines))
+    return chosen

@@ -65,8 +65,8 @@ class NasOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id, result):
         running = (result.get("nas") or {}).get("state") == "running"
-        if running and not self.multi_objective:  # an epoch's accuracy, for the pruner
-            super().on_trial_result(trial_id, {self.metric: result["accuracy"],
+        if running and not self.multi_objective:  # an epoch's reward, for the pruner
+            super().on_trial_result(trial_id, {self.metric: result["reward"],
                                                TRAINING_ITERATION: result["epoch"] - 1})
 
     def on_trial_complete(self, trial_id, result=None, error=False):
@@ -115,10 +115,15 @@ def warm_start(previous: list[dict], propose: Callable, multi: bool) -> optuna.s
     return storage
 
 
+#: ASHA's reduction factor per pruner: a rung keeps 1 / factor of the trials reaching it (keep75: 75 %).
+REDUCTION_FACTOR = {"keep75": 4 / 3, "median": 2.0}
+
+
 def make_scheduler(config: SearchConfig) -> ASHAScheduler | None:
-    """ASHA in place of the median pruner: a candidate whose held-out accuracy at a rung (epoch 2, 4, ...;
-    the median pruner's warm-up also skips epoch 1) is below the median of the others there stops."""
-    if config.pruner == "none" or optuna_backend.multi_objective(config) or config.train.epochs < 3:
-        return None  # with 1-2 epochs no rung lies before the end
-    return ASHAScheduler(time_attr="epoch", metric="accuracy", mode="max", max_t=config.train.epochs, grace_period=2,
-                         reduction_factor=2)
+    """ASHA, with the meaning of the Optuna pruner of the same name: rungs at the epochs before the last
+    (milestones 1, 4/3, (4/3)^2, ...: each epoch reaches one), the reward at that epoch compared; a trial
+    below the cut of those that reached the rung stops (keep75: the bottom quarter; median: the bottom half)."""
+    if config.pruner == "none" or optuna_backend.multi_objective(config) or config.train.epochs < 2:
+        return None  # with 1 epoch no rung lies before the end
+    return ASHAScheduler(time_attr="epoch", metric="reward", mode="max", max_t=config.train.epochs, grace_period=1,
+                         reduction_factor=REDUCTION_FACTOR[config.pruner])

@@ -84,8 +84,8 @@ def context_for(job: Job) -> Context:
 
 class TuneTrialIO:
     """run_candidate's TrialIO inside a Tune trial: decisions come from the Tune config, each epoch's
-    accuracy goes to tune.report (where ASHA may stop the trial), attributes ride along in every report
-    under "nas" (with a "state": started, running, then complete, pruned or failed)."""
+    accuracy and reward go to tune.report (where ASHA may stop the trial on the reward), attributes ride along
+    in every report under "nas" (with a "state": started, running, then complete, pruned or failed)."""
 
     def __init__(self, values: dict, epochs: int, where: dict | None = None):
         self.values, self.epochs = values, epochs
@@ -96,11 +96,11 @@ class TuneTrialIO:
         self.attrs["decisions"][name] = value
         return value
 
-    def report(self, epoch: int, accuracy: float) -> None:
+    def report(self, epoch: int, accuracy: float, reward: float) -> None:
         self.attrs["curve"].append(round(accuracy, 6))
         if epoch + 1 >= self.epochs:
             return  # the final report carries the last epoch: ASHA stops a trial that reaches max_t
-        tune.report({"epoch": epoch + 1, "accuracy": accuracy, "reward": None, "cost": self.attrs.get("cost"),
+        tune.report({"epoch": epoch + 1, "accuracy": accuracy, "reward": reward, "cost": self.attrs.get("cost"),
                      "nas": self._snapshot("running")})
 
     def record(self, **attrs) -> None:

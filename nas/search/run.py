@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +32,7 @@ class SearchResult:
     records: list[dict]
     best: dict | None
     resumed: bool
+    final: list[dict] = field(default_factory=list)   # the final selection's trial records (nas.search.final)
 
 
 def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
@@ -71,7 +72,15 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
                say: Callable[[str], None] = print) -> SearchResult:
     """Run (or resume) a search. ``evaluator(spec, report) -> Evaluation`` replaces the configured one."""
     config, run_dir, resumed = prepare_run(pairs)
-    return run_trials(config, run_dir, resumed, lambda seen: build_context(config, evaluator, seen), progress, say)
+    result = run_trials(config, run_dir, resumed, lambda seen: build_context(config, evaluator, seen), progress, say)
+    if config.final_top_k > 0:  # then the best few again, longer, under several seeds (nas.search.final)
+        from . import final
+
+        final_records = final.run_final(config, run_dir, result.records, final.evaluator_factory(config, evaluator),
+                                        say)
+        result.final = final_records
+        result.best = final.write_outputs(run_dir, config, result.records, final_records)
+    return result
 
 
 def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context: Callable[[list], Context],

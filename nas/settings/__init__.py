@@ -24,7 +24,7 @@ from .values import Choice, Count, Evaluator, Flag, Integer, Number, OrNone, Tar
 
 OBJECTIVES = ("flops", "params", "mac", "latency", "energy")
 SAMPLERS = ("tpe", "random", "nsga2")
-PRUNERS = ("quartile", "median", "none")
+PRUNERS = ("keep75", "median", "none")
 BACKENDS = ("optuna", "ray")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "cyclic")
@@ -87,15 +87,21 @@ class SearchConfig:
                                      "a hard limit on the cost, checked before training (any reward)")
     trials: int = setting(48, Integer(1), "trials to finish in total; a resumed run counts those already done")
     sampler: str = setting("tpe", Choice(SAMPLERS), "how candidates are chosen (nsga2: accuracy vs cost Pareto front)")
-    pruner: str = setting("quartile", Choice(PRUNERS), "stop candidates whose held-out accuracy after the second "
-                                                       "epoch is in the bottom quarter (median: bottom half)")
+    pruner: str = setting("keep75", Choice(PRUNERS), "at every epoch before the last (a rung), stop candidates whose "
+                          "reward so far is in the bottom quarter of those that reached it (median: bottom half)")
     seed: int = setting(0, Integer(0), "seed of the sampler, the data split and the proxy training")
+    final_top_k: int = setting(3, Integer(0), "final selection: the best distinct candidates by proxy reward "
+                               "trained again, longer, under final_seeds seeds; best.yaml is its winner (0: off)")
+    final_epochs: int | None = setting(None, OrNone(Integer(1)), "final selection: training epochs per candidate",
+                                       shown="3 x epochs")
+    final_seeds: int = setting(2, Integer(1), "final selection: seeds per candidate (seed, seed+1, ...); its "
+                               "reward is reward(mean accuracy over them, cost)")
     train: TrainSettings = field(default_factory=TrainSettings)
     dataset: str = setting("digits", Text("digits (built in, offline), cifar10, cifar100, imagefolder:PATH"),
                            "the proxy's data set (cifar10 / cifar100 read from data_dir)")
     data_dir: str | None = setting(None, OrNone(Text("a folder")), "where cifar10 / cifar100 live")
     resolution: int | None = setting(None, OrNone(Integer(8)), "proxy-training side in pixels (FLOPs are always "
-                                     "the spec's own)", shown="data set's")
+                                     "the spec's own)", shown="data set's, at least the space's proxy_resolution")
     evaluator: str = setting("train", Evaluator(), "how a candidate is scored (hybrid: synflow screens, the "
                                                    "top_k best so far are trained)")
     top_k: int = setting(5, Integer(1), "evaluator=hybrid: how many of the best proxy scores so far get trained")

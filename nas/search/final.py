@@ -1,0 +1,239 @@
+"""The final selection: the search's best few candidates trained again, longer and under several seeds,
+before one of them is called best.
+
+A proxy training is short and noisy: near the top, neighbours swap. So the top ``final_top_k`` distinct
+candidates by proxy reward are re-trained for ``final_epochs`` (default 3x the search's epochs) under
+``final_seeds`` seeds; a candidate's final reward is reward(mean accuracy over its seeds, cost), and the
+best final reward is best.yaml.
+
+The stage is a second Optuna study ("nas-final") in the run's journal, each (candidate, seed) pair an
+enqueued trial, so a killed run resumes it like the search: finished pairs are kept, an interrupted one
+is set aside and queued again (optuna_backend.recover_interrupted_trials). It runs in this process
+whatever the backend (with backend=ray too: it is a handful of trainings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from .. import reward as reward_fns
+from ..spec import loads
+from . import optuna_backend, outputs
+from .candidate import Context, run_candidate
+from .config import SearchConfig
+from .outputs import completed
+
+FINAL_STUDY = "nas-final"
+SEED_RANGE = (0, 2**31 - 1)
+
+
+def final_epochs(config: SearchConfig) -> int:
+    return config.final_epochs if config.final_epochs is not None else 3 * config.train.epochs
+
+
+def final_seeds(config: SearchConfig) -> list[int]:
+    return [config.seed + i for i in range(config.final_seeds)]
+
+
+def top_candidates(search_records: list[dict], k: int) -> list[dict]:
+    """The k completed search trials with the best proxy rewards, one per architecture (its best trial)."""
+    best_first = sorted(completed(search_records), key=lambda r: (-r["reward"], r["number"]))
+    picks: dict[str, dict] = {}
+    for record in best_first:
+        if len(picks) == k:
+            break
+        picks.setdefault(record["spec_hash"], record)
+    return list(picks.values())
+
+
+def open_final_study(run_dir: Path) -> optuna.Study:
+    return optuna.create_study(study_name=FINAL_STUDY, storage=optuna_backend._storage(run_dir),
+                               direction="maximize", load_if_exists=True)
+
+
+def _pair(trial: optuna.trial.FrozenTrial) -> tuple[str, int] | None:
+    params = trial.params or trial.system_attrs.get("fixed_params") or {}
+    return (params["candidate"], int(params["seed"])) if "candidate" in params else None
+
+
+def enqueue_missing(study: optuna.Study, picks: list[dict], seeds: list[int], epochs: int) -> int:
+    """Queue every (candidate, seed) pair that has no trial of ``epochs`` yet (an interrupted one counts as
+    none: recover_interrupted_trials queued it again; a trial of another final_epochs counts as none, and
+    a queued one is ``epochs``'s). Returns how many trials wait to run."""
+    present = {_pair(t) for t in study.get_trials(deepcopy=False)
+               if not t.user_attrs.get("interrupted") and t.user_attrs.get("epochs", epochs) == epochs}
+    for pick in picks:
+        for seed in seeds:
+            if (pick["spec_hash"], seed) not in present:
+                study.enqueue_trial({"candidate": pick["spec_hash"], "seed": seed})
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
+              evaluator_for: Callable[[int, int], Callable], say: Callable[[str], None] = print) -> list[dict]:
+    """Run (or resume) the final stage; returns its records. ``evaluator_for(seed, epochs)`` gives the
+    evaluator ``(spec, report) -> Evaluation`` of one seed."""
+    picks = top_candidates(search_records, config.final_top_k)
+    if not picks:
+        return []
+    study = open_final_study(run_dir)
+    optuna_backend.recover_interrupted_trials(study)
+    epochs = final_epochs(config)
+    waiting = enqueue_missing(study, picks, final_seeds(config), epochs)
+    if waiting:
+        say(f"final selection: {len(picks)} candidates x {config.final_seeds} seeds, {epochs} epochs; "
+            f"{waiting} trainings to run")
+    specs = {p["spec_hash"]: loads(p["spec_yaml"], source=f"trial {p['number']}") for p in picks}
+    proxy = {r["spec_hash"]: r for r in reversed(completed(search_records))}
+    options = sorted(proxy)
+    shared = Context(config, lambda choose: None, lambda spec, report: None)  # one cache of measured costs:
+    if config.objective in ("latency", "energy"):                             # the search's are not measured again
+        for key, record in proxy.items():
+            shared.measured[shared.measured_key(key)] = record["cost"]
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", optuna_backend.WORKER)
+        trial.set_user_attr("epochs", epochs)
+        key = trial.suggest_categorical("candidate", options)  # an enqueued pair's: fixed, not sampled
+        seed = trial.suggest_int("seed", *SEED_RANGE)
+        trial.set_user_attr("search_trial", proxy[key]["number"])
+        spec = specs[key] if key in specs else loads(proxy[key]["spec_yaml"], source=f"trial {proxy[key]['number']}")
+        # its own cache of evaluations (every seed trains), the shared one of measured costs
+        ctx = Context(config, lambda choose: spec, evaluator_for(seed, epochs), measured=shared.measured,
+                      lock=shared.lock)
+        io = optuna_backend._OptunaIO(study, trial, prune=False, epochs=epochs)
+        io.twin_result = None  # every seed of a candidate trains: no waiting for an "identical" trial's result
+        try:
+            return run_candidate(ctx, io).reward
+        except Exception as exc:  # recorded as failed; the other pairs go on
+            trial.set_user_attr("note", f"{type(exc).__name__}: {exc}"[:300])
+            raise
+
+    study.sampler = optuna.samplers.RandomSampler(seed=config.seed)  # every trial is an enqueued pair
+    study.optimize(objective, n_trials=waiting, catch=(Exception,), gc_after_trial=False)
+    return records(run_dir)
+
+
+def records(run_dir: Path) -> list[dict]:
+    """The final stage's trial records (optuna_backend.to_record, with stage, seed and the search trial)."""
+    if not (run_dir / optuna_backend.STORAGE_FILE).exists():
+        return []
+    try:
+        study = optuna.load_study(study_name=FINAL_STUDY, storage=optuna_backend._storage(run_dir))
+    except KeyError:  # no final stage yet
+        return []
+    out = []
+    for trial in study.get_trials(deepcopy=False):
+        record = optuna_backend.to_record(trial)
+        pair = _pair(trial)
+        record.update(stage="final", seed=pair[1] if pair else None, epochs=trial.user_attrs.get("epochs"),
+                      search_trial=trial.user_attrs.get("search_trial"))
+        out.append(record)
+    return out
+
+
+def summarise(config: SearchConfig, search_records: list[dict], final_records: list[dict]) -> list[dict]:
+    """Per candidate of the final stage, best proxy reward first: its search record, accuracy per seed,
+    final reward = reward(mean accuracy, cost) and seed spread (max - min accuracy)."""
+    rows = []
+    for pick in top_candidates(search_records, config.final_top_k):
+        done = {r["seed"]: r["accuracy"] for r in final_records
+                if r["state"] == "complete" and r.get("spec_hash") == pick["spec_hash"]
+                and r.get("epochs") == final_epochs(config) and r["seed"] in final_seeds(config)}
+        if not done:
+            continue
+        mean = sum(done.values()) / len(done)
+        final = reward_fns.reward(mean, pick["cost"], config.cost_target(), config.reward, config.w,
+                                  config.w_below, config.w_above)
+        rows.append({"search": pick, "accuracies": dict(sorted(done.items())), "accuracy": mean,
+                     "final_reward": final, "spread": max(done.values()) - min(done.values())})
+    return rows
+
+
+def winner(summary: list[dict]) -> dict | None:
+    """The best final reward; a tie goes to the better proxy reward (the summary's order)."""
+    return max(reversed(summary), key=lambda row: row["final_reward"]) if summary else None
+
+
+def kendall_tau(xs: list[float], ys: list[float]) -> float | None:
+    """Kendall's tau-b of two rankings (ties in either count as neither agreeing nor disagreeing);
+    None for fewer than two pairs or a constant list."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(xs)):
+        for j in range(i + 1, len(xs)):
+            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = ((concordant + discordant + ties_x) * (concordant + discordant + ties_y)) ** 0.5
+    return (concordant - discordant) / denominator if denominator else None
+
+
+def evaluator_factory(config: SearchConfig, injected: Callable | None) -> Callable[[int, int], Callable]:
+    """``(seed, epochs) -> evaluator``: the configured data set trained by the proxy's recipe with that seed
+    and length; or, when a caller injected its own evaluator into the search, that one for every seed."""
+    if injected is not None:
+        return lambda seed, epochs: injected
+    from ..evaluate.evaluators import TrainEvaluator
+    from .evaluation import configured_data
+
+    loaded: list = []  # loaded when the first training asks (a finished stage loads nothing)
+
+    def evaluator_for(seed: int, epochs: int) -> Callable:
+        if not loaded:
+            loaded.append(configured_data(config))
+        return TrainEvaluator(loaded[0], replace(config.train_settings(), seed=seed, epochs=epochs))
+    return evaluator_for
+
+
+def report_lines(config: SearchConfig, summary: list[dict], final_records: list[dict]) -> list[str]:
+    """The report's final-selection section: each candidate, the fidelity (Kendall tau of proxy against final
+    rewards) and the winner's seed spread."""
+    lines = ["## Final selection", "",
+             f"the {config.final_top_k} best distinct candidates by proxy reward, trained {final_epochs(config)} "
+             f"epochs under seeds {', '.join(map(str, final_seeds(config)))}; final reward = reward(mean accuracy "
+             "over the seeds, cost).", ""]
+    failed = sum(r["state"] == "failed" for r in final_records)
+    if not summary:
+        return [*lines, "no final training has finished yet; best.yaml is the best by proxy reward.", ""]
+    lines += ["| search trial | proxy reward | accuracy per seed | mean accuracy | final reward | seed spread |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {row['search']['number']} | {row['search']['reward']:.4f} | "
+              + ", ".join(f"{a:.4f}" for a in row["accuracies"].values())
+              + f" | {row['accuracy']:.4f} | {row['final_reward']:.4f} | {row['spread']:.4f} |" for row in summary]
+    tau = kendall_tau([row["search"]["reward"] for row in summary], [row["final_reward"] for row in summary])
+    best = winner(summary)
+    assert best is not None
+    lines += ["", f"fidelity: Kendall tau between proxy and final rewards {'n/a' if tau is None else f'{tau:.2f}'} "
+                  f"over {len(summary)} candidates; the winner's seed spread (max - min accuracy) "
+                  f"{best['spread']:.4f}." + (f" {failed} final trainings failed." if failed else ""),
+              "", f"**best** (final selection): search trial {best['search']['number']}, final reward "
+                  f"{best['final_reward']:.4f}, mean accuracy {best['accuracy']:.4f} -> best.yaml", ""]
+    return lines
+
+
+def write_outputs(run_dir: Path, config: SearchConfig, search_records: list[dict],
+                  final_records: list[dict]) -> dict | None:
+    """The run's outputs with the final stage in them; returns the best record (the final winner's search
+    record with its final accuracy and reward, the search's best when no final training finished)."""
+    summary = summarise(config, search_records, final_records)
+    best = winner(summary)
+    chosen = None
+    if best:
+        chosen = {**best["search"], "accuracy": best["accuracy"], "reward": best["final_reward"],
+                  "proxy_reward": best["search"]["reward"], "proxy_accuracy": best["search"]["accuracy"],
+                  "seed_spread": best["spread"], "stage": "final"}
+    return outputs.write_all(run_dir, search_records, config, final_records, chosen,
+                             report_lines(config, summary, final_records))

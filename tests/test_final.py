@@ -1,0 +1,94 @@
+"""The final selection: the best few candidates re-trained longer under several seeds, in a second study of
+the run's journal that resumes after kill -9; its fidelity in the report."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import nas
+from nas.search import final, optuna_backend, run_search
+from nas.search.config import resolve_config
+from nas.spec import spec_hash
+
+CHEAP = ["target_flops=2M", "epochs=1", "dataset=digits"]
+
+
+def test_kendall_tau_in_plain_python():
+    assert final.kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0
+    assert final.kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
+    assert final.kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
+    assert final.kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / 6 ** 0.5)   # tau-b with a tie (scipy's)
+    assert final.kendall_tau([1], [2]) is None
+
+
+def test_top_candidates_are_distinct_and_by_proxy_reward():
+    records = [{"number": n, "state": "complete", "reward": r, "spec_hash": h}
+               for n, (r, h) in enumerate([(0.5, "a"), (0.9, "b"), (0.8, "b"), (0.7, "c"), (0.6, "d")])]
+    assert [r["number"] for r in final.top_candidates(records, 3)] == [1, 3, 4]
+
+
+def test_final_stage_picks_best_yaml_and_shows_both_stages(tiny_space, tmp_path):
+    out = tmp_path / "run"
+    result = run_search([f"space={tiny_space}", "trials=4", *CHEAP, "final_top_k=2", "final_epochs=2",
+                         f"out={out}"], progress=False, say=lambda line: None)
+    assert len(result.final) == 4 and {r["seed"] for r in result.final} == {0, 1}
+    summary = final.summarise(result.config, result.records, result.final)
+    chosen = final.winner(summary)
+    assert spec_hash(nas.load_spec(out / "best.yaml")) == chosen["search"]["spec_hash"] == result.best["spec_hash"]
+    assert result.best["reward"] == pytest.approx(chosen["final_reward"])
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [r["stage"] for r in rows] == ["search"] * 4 + ["final"] * 4
+    report = (out / "report.md").read_text()
+    assert "## Final selection" in report and "Kendall tau between proxy and final rewards" in report
+    assert f"seed spread (max - min accuracy) {chosen['spread']:.4f}" in report
+
+
+def _final_trials(out: Path) -> list[dict]:
+    return [r for r in final.records(out) if r["state"] == "complete"]
+
+
+def test_final_stage_resumes_after_sigkill(tiny_space, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nas.cli", "search", f"space={tiny_space}", "trials=3", *CHEAP, "final_top_k=2",
+           "final_epochs=3", f"out={out}", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, done = time.time() + 240, []
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if (out / optuna_backend.STORAGE_FILE).exists():
+            done = _final_trials(out)
+            if done:
+                break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert done, "the final stage never finished a training before the kill"
+    before = {(r["spec_hash"], r["seed"]): r["accuracy"] for r in _final_trials(out)}
+    assert len(before) < 4, "the run finished before it could be killed"
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    after = _final_trials(out)
+    pairs = [(r["spec_hash"], r["seed"]) for r in after]
+    assert len(pairs) == len(set(pairs)) == 4                       # every pair once, none redone
+    assert all({(r["spec_hash"], r["seed"]): r["accuracy"] for r in after}[p] == a for p, a in before.items())
+    # best.yaml is what the final stage picks from these records, as an uninterrupted run would
+    config, _ = resolve_config([], yaml.safe_load((out / "config.yaml").read_text()))
+    search = optuna_backend.records(out, config)
+    chosen = final.winner(final.summarise(config, search, final.records(out)))
+    assert spec_hash(nas.load_spec(out / "best.yaml")) == chosen["search"]["spec_hash"]
+
+
+def test_a_resume_with_other_final_epochs_trains_again_and_counts_only_those(tiny_space, tmp_path):
+    args = [f"space={tiny_space}", "trials=2", *CHEAP, "final_top_k=1", "final_seeds=1", f"out={tmp_path / 'run'}"]
+    first = run_search([*args, "final_epochs=1"], progress=False, say=lambda line: None)
+    again = run_search([*args, "final_epochs=2"], progress=False, say=lambda line: None)
+    assert [r["epochs"] for r in first.final] == [1] and sorted(r["epochs"] for r in again.final) == [1, 2]
+    (row,) = final.summarise(again.config, again.records, again.final)
+    assert row["accuracy"] == next(r["accuracy"] for r in again.final if r["epochs"] == 2)
