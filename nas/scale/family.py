@@ -34,6 +34,7 @@ class FamilyRow:
     flops_ratio: float       # flops / the base's flops
     expected_ratio: float    # (alpha * beta^2 * gamma^2) ** phi
     drift: float             # flops_ratio / expected_ratio - 1
+    scaling: str = "compound"  # or width, depth, resolution: one dimension alone, at a compound member's FLOPs
 
     @property
     def name(self) -> str:
