@@ -127,7 +127,8 @@ class ScaleResult:
             lines.append("coefficients: the efficientnet preset (EfficientNet-B1..B7's published width, depth, "
                          "resolution and dropout)")
         lines += ["", scale.format_family_table(self.rows), "",
-                  "ideal = the FLOPs growth the coefficients promise; drift = FLOPs/base against it, from rounding.",
+                  "ideal = the FLOPs growth the coefficients promise (for a single-dimension member: its compound "
+                  "member's); drift = FLOPs/base against it, from rounding.",
                   f"wrote {len(self.written)} files to {self.out_dir}"]
         if self.trained is not None:
             lines += ["", "trained with nas train's recipe:", self.trained.report()]

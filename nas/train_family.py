@@ -127,7 +127,7 @@ def _plot(path: Path, rows: list[dict], title: str) -> None:
         drawn = axes.plot(flops, [row["top1"] for row in line], "o-", label=f"{scaling}: raw weights")
         axes.plot(flops, [row["ema_top1"] for row in line], "s--", color=drawn[0].get_color(), alpha=0.6,
                   label=f"{scaling}: EMA of weights")
-    for row in rows:
+    for row in (r for r in rows if r["scaling"] == "compound"):
         axes.annotate(f"phi={row['phi']}", (row["flops_multiply_adds"], row["top1"]), textcoords="offset points",
                       xytext=(4, -12), fontsize=8)
     axes.set(xscale="log", xlabel="FLOPs (multiply-adds, at the member's own resolution)", ylabel="held-out top-1",

@@ -56,3 +56,5 @@ def test_family_csv_has_a_scaling_column(tmp_path, tiny_spec_dict):
         rows = list(csv.DictReader(fh))
     assert [r["scaling"] for r in rows] == ["compound"] * 2 + ["width", "depth", "resolution"] * 2
     assert all((tmp_path / r["file"]).exists() for r in rows)
+    table = scale.format_family_table(compound + single_dimension_rows(base, compound)).splitlines()
+    assert [line.split()[:2] for line in table[3:6]] == [["1", "width"], ["1", "depth"], ["1", "resolution"]]
