@@ -37,7 +37,7 @@ from .scale.matched import single_dimension_rows
 from .scaled_resolution import ScaledResolutionEvaluator
 from .settings import GRID_KEYS, TRAIN_KEYS, GridSettings, parse_grid, parse_pairs
 from .spec import Spec, load, save, spec_hash
-from .train_run import parse_keys
+from .train_family import check_family_recipe, train_family
 from .units import human
 from .zoo import load_spec, zoo_names
 
@@ -161,7 +161,7 @@ def run_scale(request: ScaleRequest, evaluator: Callable | None = None, progress
     if request.compare not in (None, *COMPARISONS):
         raise UserError(f"--compare: got {request.compare!r}; allowed: " + ", ".join(COMPARISONS))
     if request.train is not None:
-        parse_keys(list(request.train))  # a mistyped recipe key fails before the grid runs
+        check_family_recipe(list(request.train))  # a mistyped recipe key fails before the grid runs
     if method == "preset" and max(phis) > max(scale.EFFICIENTNET_PRESET):
         raise UserError(f"phi: got {phi!r}; allowed with --preset efficientnet: 1 to {max(scale.EFFICIENTNET_PRESET)}")
 
@@ -184,8 +184,6 @@ def run_scale(request: ScaleRequest, evaluator: Callable | None = None, progress
         save(base_spec, out_dir / BASE_FILE)
         result.written.append(out_dir / BASE_FILE)
     if request.train is not None:
-        from .train_family import train_family
-
         result.trained = train_family(out_dir, list(request.train), progress, say)
     return result
 

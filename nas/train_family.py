@@ -80,13 +80,20 @@ def _data_resolution(pairs: list[str]) -> int:
                         ).resolution
 
 
+def check_family_recipe(pairs: list[str]) -> None:
+    """The recipe's key=value checked, before anything is trained; one line for the first mistake."""
+    from .train_run import parse_keys
+
+    if "out" in parse_keys(pairs):
+        raise UserError("out: a family trains into FAMILY_DIR/train/<member>/; allowed: no out= with a family")
+
+
 def train_family(family_dir: Path, pairs: list[str], progress: bool = True,
                  say: Callable[[str], None] = print) -> FamilyTrainResult:
     """Train every member listed in FAMILY_DIR/family.csv with the recipe in ``pairs`` (see train_run.KEYS)."""
     from .train_run import run_train
 
-    if any(pair.startswith("out=") for pair in pairs):
-        raise UserError("out: a family trains into FAMILY_DIR/train/<member>/; allowed: no out= with a family")
+    check_family_recipe(pairs)
     members = _members(family_dir)
     base_pixels, reference = _data_resolution(pairs), _reference_resolution(family_dir, members)
     rows = []

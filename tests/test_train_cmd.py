@@ -241,4 +241,7 @@ def test_scale_train_trains_every_member_with_the_single_dimension_ones(tiny_yam
     assert "did you mean 'epochs'" in one_line_error(capsys, ["scale", "--phi", "1", "--base", str(tiny_yaml),
                                                               "--alpha", "1.2", "--beta", "1.1", "--gamma", "1.15",
                                                               "--out", str(tmp_path / "f2"), "--train", "epoch=1"])
+    assert "no out= with a family" in one_line_error(capsys, ["scale", "--phi", "1", "--base", str(tiny_yaml),
+                                                              "--alpha", "1.2", "--beta", "1.1", "--gamma", "1.15",
+                                                              "--out", str(tmp_path / "f2"), "--train", "out=x"])
     assert not (tmp_path / "f2").exists()
