@@ -94,8 +94,10 @@ def run(rows: list[scale.FamilyRow], seeds: int, epochs: int, jobs: int, work: P
         save(row.spec, spec_path)
         for seed in range(seeds):
             tasks.append((i, spec_path, recipe(epochs, seed, row.resolution, work / f"seed{seed}" / row.name), seed))
-    # per-op dispatch dominates at these sizes, so blocks count as much as FLOPs
-    tasks.sort(key=lambda t: -count_cost(rows[t[0]].spec).flops * len(resolve(rows[t[0]].spec).blocks))
+    # phi by phi (a run stopped early leaves whole phis done: rerun it with a smaller --phis), and within
+    # a phi the costliest first; per-op dispatch dominates at these sizes, so blocks count as much as FLOPs
+    tasks.sort(key=lambda t: (rows[t[0]].phi,
+                              -count_cost(rows[t[0]].spec).flops * len(resolve(rows[t[0]].spec).blocks)))
     results: dict[int, dict] = {i: {"top1": {}, "ema_top1": {}, "seconds": 0.0} for i in range(len(rows))}
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs) as pool:
