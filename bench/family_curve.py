@@ -80,9 +80,9 @@ def _train(task) -> tuple[int, int, dict, float]:
     from nas.train_run import run_train
 
     index, spec_path, pairs, seed = task
-    start = time.perf_counter()
     result = run_train(str(spec_path), pairs, progress=False, say=lambda _: None)
-    return index, seed, result.history[-1], time.perf_counter() - start
+    # the epochs' own seconds, as checkpointed: a resumed or finished folder reports its first run's time
+    return index, seed, result.history[-1], sum(row["seconds"] for row in result.history)
 
 
 def run(rows: list[scale.FamilyRow], seeds: int, epochs: int, jobs: int, work: Path) -> list[dict]:
@@ -142,7 +142,9 @@ def markdown(table: list[dict], seeds: int, epochs: int, base, seconds: float) -
              f"{epochs} epochs per member (AdamW, lr 0.01, weight decay 0.05, batch 256, warm-up 0.3 epochs then "
              "cosine, label smoothing 0.1, EMA 0.99, "
              f"crop and flip), mean of {seeds} seeds; 1 torch thread per training, 2 at a time on a shared 2-core "
-             f"CPU (times are noisy). {seconds:.0f} s in all. Compound: alpha, beta, gamma = 1.2, 1.1, 1.15.", "",
+             f"CPU (times are noisy). "
+             f"{seconds:.0f} s of training epochs in all (the seconds column: per member, all seeds). "
+             "Compound: alpha, beta, gamma = 1.2, 1.1, 1.15.", "",
              "| phi | scaling | depth | width | px | blocks | params | FLOPs | FLOPs / compound | "
              f"top-1 (mean of {seeds}) | std | EMA top-1 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
@@ -188,9 +190,8 @@ def main() -> None:
         args.phis, args.seeds = "1", 2
     base = base_spec(args.width)
     rows = members(base, scale.parse_phi(args.phis))
-    start = time.perf_counter()
     table = run(rows, args.seeds, args.epochs, args.jobs, Path(args.work) / f"e{args.epochs}-w{args.width:g}")
-    seconds = time.perf_counter() - start
+    seconds = sum(row["seconds"] for row in table)
     out = RESULTS / ("family_curve_quick" if args.quick else "family_curve")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(table, out.with_suffix(".csv"))
