@@ -10,6 +10,7 @@ import sys
 from . import __version__
 from .errors import Interrupted, UserError
 from .settings import GRID_KEYS, KEYS, help_lines
+from .settings.recipe import TRAIN_RUN_KEYS
 
 
 def _info(args) -> int:
@@ -64,7 +65,8 @@ def _scale(args) -> int:
     from .scale_run import ScaleRequest, run_scale
 
     request = ScaleRequest(args.phi, base=args.base, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
-                           preset=args.preset, out=args.out, pairs=tuple(args.pairs))
+                           preset=args.preset, out=args.out, pairs=tuple(args.pairs), compare=args.compare,
+                           train=None if args.train is None else tuple(args.train))
     result = run_scale(request, progress=not args.quiet)
     print(result.report())
     for warning in result.warnings:
@@ -110,10 +112,12 @@ def _add_scale_parser(sub) -> None:
         "scale", help="compound-scale a base spec into a family (EfficientNet's phi)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="nas scale --phi 1..7 [--base SPEC|RUN_DIR] [--alpha A --beta B --gamma G | "
-                    "--preset efficientnet] [--out DIR] [key=value ...]",
+                    "--preset efficientnet] [--out DIR] [key=value ...] [--compare single] "
+                    "[--train [key=value ...]]",
         epilog="keys of the grid (key=DEFAULT):\n" + help_lines(GRID_KEYS) + "\n\nand the search's evaluation and "
                "execution keys (epochs, dataset, resolution, evaluator, seed, workers, backend, ...; see "
-               "nas search --help),\nwhich a run directory's base inherits from that run")
+               "nas search --help),\nwhich a run directory's base inherits from that run.\n\n--train's keys are "
+               "nas train's (see nas train --help); they follow --train, after every other argument.")
     # Values are kept as text and checked by nas.scale, so every mistake reads the same way.
     scale.add_argument("--phi", required=True, help="compound coefficients: a range 1..7, a list 1,3,5 or one value")
     scale.add_argument("--base", help="a zoo name, a YAML spec or a run directory (default: the newest run's "
@@ -124,6 +128,10 @@ def _add_scale_parser(sub) -> None:
     scale.add_argument("--preset", help="efficientnet: the official B1-B7 width, depth and resolution")
     scale.add_argument("--out", help="folder for the family and the grid (default runs/<base>-scale-<time>); "
                                      "an earlier one resumes its grid")
+    scale.add_argument("--compare", metavar="single", help="single: also members scaled in width, depth or "
+                                                           "resolution alone, at each member's FLOPs (Figure 8)")
+    scale.add_argument("--train", nargs="*", metavar="key=value", help="then train every member with nas train's "
+                                                                       "recipe (these keys; put them last)")
     scale.add_argument("--quiet", action="store_true", help="no progress bar")
     scale.add_argument("pairs", nargs="*", metavar="key=value")
     scale.set_defaults(run=_scale)
@@ -158,11 +166,11 @@ def _train(args) -> int:
 def _add_train_parser(sub) -> None:
     train = sub.add_parser(
         "train", help="train one spec with the full recipe (SGD/AdamW, cosine, EMA, checkpoints)",
-        description="nas train SPEC|RUN_DIR|TRAIN_DIR|FAMILY_DIR [key=value ...]; keys: epochs, batch_size, lr, "
-                    "optimizer, weight_decay, label_smoothing, warmup_epochs, ema_decay, dataset, data_dir, "
-                    "resolution, seed, device, threads (torch CPU threads, default 1), out. An earlier out= "
-                    "folder (or TRAIN_DIR) resumes from its last finished epoch. FAMILY_DIR (from nas scale): "
-                    "every member, then family_accuracy.csv and a plot of accuracy against FLOPs.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="nas train SPEC|RUN_DIR|TRAIN_DIR|FAMILY_DIR [key=value ...]\n\nAn earlier out= folder (or "
+                    "TRAIN_DIR) resumes from its last finished epoch. FAMILY_DIR (from nas scale): every member,\n"
+                    "then family_accuracy.csv and a plot of accuracy against FLOPs.",
+        epilog="keys (key=DEFAULT):\n" + help_lines(TRAIN_RUN_KEYS))
     train.add_argument("source", metavar="SPEC", help="a zoo name, a YAML spec, a search run directory (its "
                                                       "best.yaml), an earlier nas train folder or a nas scale "
                                                       "family folder")

@@ -11,6 +11,9 @@ Three ways to get alpha (depth), beta (width) and gamma (resolution):
 
 Then every phi asked for is scaled, costed and written to OUT: ``<base>-phi<k>.yaml`` (the preset
 names them ``<family>-b<k>``), family.csv, family.png, and for the grid grid.csv and grid.png.
+``--compare single`` adds width-only, depth-only and resolution-only members at each member's FLOPs
+(nas.scale.matched; the `scaling` column of family.csv). ``--train [key=value ...]`` then trains every
+member with `nas train`'s recipe (nas.train_family): family_accuracy.csv and family_accuracy.png.
 
 The grid trains each candidate at the proxy resolution times its own resolution growth, so that it
 sees gamma at all (:mod:`nas.scaled_resolution`).
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,9 +34,11 @@ from .cost import Cost, count_cost
 from .errors import UserError, did_you_mean
 from .folders import check_output_folder, check_writable_files, read_settings_file
 from .io import write_text
+from .scale.matched import single_dimension_rows
 from .scaled_resolution import ScaledResolutionEvaluator
 from .settings import GRID_KEYS, TRAIN_KEYS, GridSettings, parse_grid, parse_pairs
 from .spec import Spec, load, save, spec_hash
+from .train_family import check_family_recipe, train_family
 from .units import human
 from .zoo import load_spec, zoo_names
 
@@ -43,6 +49,7 @@ DEFAULT_MAX_CANDIDATES = GridSettings.max_candidates
 TARGET_PRODUCT = 2.0
 DRIFT_LIMIT = 0.10
 PRESETS = ("efficientnet",)
+COMPARISONS = ("single",)
 
 GRID_DIR = "grid"            # OUT/grid/: the grid's search run (config.yaml, study.journal, trials.csv, ...)
 GRID_FILE = "grid.yaml"      # OUT/grid/grid.yaml: the base and the candidates, so a resume runs the same grid
@@ -77,6 +84,8 @@ class ScaleRequest:
     preset: str | None = None
     out: str | None = None
     pairs: tuple[str, ...] = ()
+    compare: str | None = None            # "single": also width-, depth- and resolution-only members
+    train: tuple[str, ...] | None = None  # the recipe's key=value; None: the family is not trained
 
 
 @dataclass
@@ -97,6 +106,7 @@ class ScaleResult:
     resumed: bool = False
     warnings: list[str] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    trained: Any = None                             # a train_family.FamilyTrainResult after --train
 
     def report(self) -> str:
         b = self.base_cost
@@ -118,8 +128,11 @@ class ScaleResult:
             lines.append("coefficients: the efficientnet preset (EfficientNet-B1..B7's published width, depth, "
                          "resolution and dropout)")
         lines += ["", scale.format_family_table(self.rows), "",
-                  "ideal = the FLOPs growth the coefficients promise; drift = FLOPs/base against it, from rounding.",
+                  "ideal = the FLOPs growth the coefficients promise (for a single-dimension member: its compound "
+                  "member's); drift = FLOPs/base against it, from rounding.",
                   f"wrote {len(self.written)} files to {self.out_dir}"]
+        if self.trained is not None:
+            lines += ["", "trained with nas train's recipe:", self.trained.report()]
         return "\n".join(lines)
 
 
@@ -146,6 +159,10 @@ def run_scale(request: ScaleRequest, evaluator: Callable | None = None, progress
     stored_grid = _stored_grid(out_dir) if out_dir else None
     base_spec, base_source, inherited = _load_base(request.base, stored_grid, out_dir, runs_dir)
     out_dir = out_dir or runs_dir / f"{base_spec.name}-scale-{time.strftime('%Y%m%d-%H%M%S')}"
+    if request.compare not in (None, *COMPARISONS):
+        raise UserError(f"--compare: got {request.compare!r}; allowed: " + ", ".join(COMPARISONS))
+    if request.train is not None:
+        check_family_recipe(list(request.train))  # a mistyped recipe key fails before the grid runs
     if method == "preset" and max(phis) > max(scale.EFFICIENTNET_PRESET):
         raise UserError(f"phi: got {phi!r}; allowed with --preset efficientnet: 1 to {max(scale.EFFICIENTNET_PRESET)}")
 
@@ -160,8 +177,15 @@ def run_scale(request: ScaleRequest, evaluator: Callable | None = None, progress
         result.rows = scale.family(base_spec, *result.coefficients, phis)
     else:
         result.rows = scale.preset_family(base_spec, phis)
-    result.written += scale.write_family(result.rows, out_dir, base_spec.name)
     result.warnings = [scale.drift_message(row) for row in scale.drift_warnings(result.rows, DRIFT_LIMIT)]
+    if request.compare == "single":
+        result.rows += single_dimension_rows(base_spec, result.rows)
+    result.written += scale.write_family(result.rows, out_dir, base_spec.name)
+    if request.compare or request.train is not None:  # the training resolutions are relative to the base's
+        save(base_spec, out_dir / BASE_FILE)
+        result.written.append(out_dir / BASE_FILE)
+    if request.train is not None:
+        result.trained = train_family(out_dir, list(request.train), progress, say)
     return result
 
 

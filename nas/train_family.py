@@ -8,7 +8,8 @@ top-1 against FLOPs, EfficientNet's Figure 1) go into FAMILY_DIR.
 Resolution: a proxy data set is far smaller than the specs' 224 pixels, so each member trains at the
 data set's resolution (or ``resolution=``) times its own resolution growth, member.resolution /
 reference, rounded, as the scaling grid does. The reference is the base's resolution when the folder
-kept it (``grid/base.yaml``), else the smallest member's. FLOPs and params are the members' own, at
+kept it (``base.yaml``, written by `nas scale --train` or `--compare`, or the grid's ``grid/base.yaml``),
+else the smallest member's. FLOPs and params are the members' own, at
 their own resolution (family.csv).
 
 An optional ``scaling`` column of family.csv (compound, width, depth, resolution: members scaled one way
@@ -29,8 +30,8 @@ from .io import save_figure, write_text
 from .spec import load
 
 FAMILY_CSV = "family.csv"
-COLUMNS = ("scaling", "phi", "name", "resolution", "train_resolution", "params", "flops_multiply_adds", "epochs", "top1",
-           "ema_top1", "folder")
+COLUMNS = ("scaling", "phi", "name", "resolution", "train_resolution", "params", "flops_multiply_adds", "epochs",
+           "top1", "ema_top1", "folder")
 
 
 def is_family_folder(path: Path) -> bool:
@@ -62,8 +63,10 @@ def _members(family_dir: Path) -> list[dict]:
 
 
 def _reference_resolution(family_dir: Path, members: list[dict]) -> int:
-    base = family_dir / "grid" / "base.yaml"
-    return load(base).resolution if base.exists() else min(int(m["resolution"]) for m in members)
+    for base in (family_dir / "base.yaml", family_dir / "grid" / "base.yaml"):
+        if base.exists():
+            return load(base).resolution
+    return min(int(m["resolution"]) for m in members)
 
 
 def _data_resolution(pairs: list[str]) -> int:
@@ -77,13 +80,20 @@ def _data_resolution(pairs: list[str]) -> int:
                         ).resolution
 
 
+def check_family_recipe(pairs: list[str]) -> None:
+    """The recipe's key=value checked, before anything is trained; one line for the first mistake."""
+    from .train_run import parse_keys
+
+    if "out" in parse_keys(pairs):
+        raise UserError("out: a family trains into FAMILY_DIR/train/<member>/; allowed: no out= with a family")
+
+
 def train_family(family_dir: Path, pairs: list[str], progress: bool = True,
                  say: Callable[[str], None] = print) -> FamilyTrainResult:
     """Train every member listed in FAMILY_DIR/family.csv with the recipe in ``pairs`` (see train_run.KEYS)."""
     from .train_run import run_train
 
-    if any(pair.startswith("out=") for pair in pairs):
-        raise UserError("out: a family trains into FAMILY_DIR/train/<member>/; allowed: no out= with a family")
+    check_family_recipe(pairs)
     members = _members(family_dir)
     base_pixels, reference = _data_resolution(pairs), _reference_resolution(family_dir, members)
     rows = []
@@ -95,7 +105,8 @@ def train_family(family_dir: Path, pairs: list[str], progress: bool = True,
                                                               f"out={family_dir / 'train' / member['name']}"],
                            progress=progress, say=say)
         last = result.history[-1]
-        rows.append({"scaling": member.get("scaling") or "compound", "phi": int(member["phi"]), "name": member["name"], "resolution": int(member["resolution"]),
+        rows.append({"scaling": member.get("scaling") or "compound", "phi": int(member["phi"]),
+                     "name": member["name"], "resolution": int(member["resolution"]),
                      "train_resolution": pixels, "params": int(member["params"]),
                      "flops_multiply_adds": int(member["flops_multiply_adds"]), "epochs": last["epoch"],
                      "top1": last["top1"], "ema_top1": last["ema_top1"],
@@ -114,19 +125,16 @@ def _write_table(path: Path, rows: list[dict]) -> None:
 
 
 def _plot(path: Path, rows: list[dict], title: str) -> None:
-    import matplotlib
+    from .train_run import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, (axes,) = new_figure(1, (6, 4))
     for scaling in dict.fromkeys(row["scaling"] for row in rows):  # one line per way of scaling, in order
         line = sorted((r for r in rows if r["scaling"] == scaling), key=lambda r: r["flops_multiply_adds"])
         flops = [row["flops_multiply_adds"] for row in line]
         drawn = axes.plot(flops, [row["top1"] for row in line], "o-", label=f"{scaling}: raw weights")
         axes.plot(flops, [row["ema_top1"] for row in line], "s--", color=drawn[0].get_color(), alpha=0.6,
                   label=f"{scaling}: EMA of weights")
-    for row in rows:
+    for row in (r for r in rows if r["scaling"] == "compound"):
         axes.annotate(f"phi={row['phi']}", (row["flops_multiply_adds"], row["top1"]), textcoords="offset points",
                       xytext=(4, -12), fontsize=8)
     axes.set(xscale="log", xlabel="FLOPs (multiply-adds, at the member's own resolution)", ylabel="held-out top-1",
@@ -134,7 +142,6 @@ def _plot(path: Path, rows: list[dict], title: str) -> None:
     axes.legend()
     figure.tight_layout()
     save_figure(figure, path)
-    plt.close(figure)
 
 
 def train(source: str, pairs: list[str], progress: bool = True, say: Callable[[str], None] = print):

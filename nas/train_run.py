@@ -16,41 +16,25 @@ import csv
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import UserError, did_you_mean
+from .errors import UserError
 from .folders import check_output_folder, check_writable_files, read_settings_file
 from .io import save_figure, write_text
-from .settings import parse_pairs
-from .settings.values import Choice, Integer, Number, OrNone, Text
+from .settings import known_key, parse_pairs
+from .settings.recipe import RECIPE_KEYS, TRAIN_RUN_KEYS, Recipe
 from .spec import Spec, dumps, load
 
 RUNS_DIR = Path("runs")
 METRICS = ("epoch", "lr", "train_loss", "top1", "ema_top1", "seconds")
 
-#: Every key of `nas train`, with its parser and a line of help (the Recipe's fields and where the data are).
-KEYS: dict[str, tuple[Callable, str]] = {
-    "epochs": (Integer(1), "training epochs (default 30)"),
-    "batch_size": (Integer(2), "images per step (default 128)"),
-    "lr": (Number(0, 10), "peak learning rate after warm-up (default 0.1)"),
-    "optimizer": (Choice(("sgd", "adamw")), "sgd (Nesterov momentum 0.9) or adamw (default sgd)"),
-    "weight_decay": (Number(0, 1), "on conv and linear weights only (default 4e-5)"),
-    "label_smoothing": (Number(0, 1, below_high=True), "default 0.1"),
-    "warmup_epochs": (Number(0, 1000), "linear warm-up before the cosine decay (default 1)"),
-    "ema_decay": (Number(0, 1, below_high=True), "exponential moving average of the weights (default 0.999)"),
-    "seed": (Integer(0), "seed of the data split, the initial weights and the data order (default 0)"),
-    "device": (Choice(("auto", "cpu", "cuda")), "where training runs (default auto: a GPU if there is one)"),
-    "threads": (Integer(0), "torch CPU threads (default 1; 0: torch's default)"),
-    "dataset": (Text("a data set name"), "a data set nas loads: digits (default), fashion-mnist, cifar10, ..."),
-    "data_dir": (OrNone(Text("a folder")), "where downloaded data sets live"),
-    "resolution": (OrNone(Integer(8)), "training resolution (default: the data set's own)"),
-    "out": (OrNone(Text("a folder")), "output folder; an earlier one resumes"),
-}
-DATA_KEYS = ("dataset", "data_dir", "resolution", "out")  # not the Recipe's: where the data and outputs are
+#: Every key of `nas train`, declared in nas.settings.recipe (the Recipe's fields and where the data are).
+KEYS = TRAIN_RUN_KEYS
+DATA_KEYS = tuple(name for name in KEYS if name not in RECIPE_KEYS)  # where the data and the outputs are
 WHERE_KEYS = ("device", "threads", "data_dir", "out")      # a run may resume with other values of these
 INHERITED_KEYS = ("dataset", "data_dir", "resolution", "seed")  # from a search run's config.yaml
 
@@ -75,16 +59,12 @@ def parse_keys(pairs: list[str]) -> dict[str, Any]:
     """key=value strings -> the values they give, parsed; one line for the first mistake."""
     given = parse_pairs(pairs)
     for key in given:
-        if key not in KEYS:
-            raise UserError(f"unknown key {key!r}{did_you_mean(key, KEYS) or '; keys: ' + ', '.join(KEYS)}")
-    return {key: KEYS[key][0](key, value) for key, value in given.items()}
+        known_key(key, KEYS)
+    return {key: KEYS[key].parse(key, value) for key, value in given.items()}
 
 
 def _defaults() -> dict[str, Any]:
-    from .evaluate.recipe import Recipe
-
-    return {**{f.name: getattr(Recipe(), f.name) for f in fields(Recipe)},
-            "dataset": "digits", "data_dir": None, "resolution": None, "out": None}
+    return {name: key.default for name, key in KEYS.items()}
 
 
 def _check_same_run(out_dir: Path, stored: dict, given: dict) -> None:
@@ -124,15 +104,21 @@ def write_metrics(path: Path, history: list[dict]) -> None:
     write_text(path, text.getvalue())
 
 
-def plot_curves(path: Path, history: list[dict], title: str) -> None:
-    import matplotlib
+def new_figure(columns: int, size: tuple[float, float]):
+    """A matplotlib Figure on the Agg canvas, without pyplot (no global state, no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    figure = Figure(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(1, columns, squeeze=False)[0]
+
+
+def plot_curves(path: Path, history: list[dict], title: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
-    figure, (loss_axes, top1_axes) = plt.subplots(1, 2, figsize=(9, 3.5))
+    figure, (loss_axes, top1_axes) = new_figure(2, (9, 3.5))
     loss_axes.plot(epochs, [row["train_loss"] for row in history], marker=".")
     loss_axes.set(xlabel="epoch", ylabel="training loss (label-smoothed)")
     top1_axes.plot(epochs, [row["top1"] for row in history], marker=".", label="raw weights")
@@ -144,7 +130,6 @@ def plot_curves(path: Path, history: list[dict], title: str) -> None:
     figure.suptitle(title)
     figure.tight_layout()
     save_figure(figure, path)
-    plt.close(figure)
 
 
 def _save_state_dict(path: Path, model) -> None:
@@ -164,7 +149,7 @@ def run_train(source: str, pairs: list[str], progress: bool = True, say: Callabl
     import torch
 
     from .evaluate.data import load_dataset
-    from .evaluate.recipe import Recipe, epoch_steps, train_with_recipe
+    from .evaluate.recipe import epoch_steps, train_with_recipe
     from .evaluate.train import proxy_spec
 
     given = parse_keys(pairs)  # a mistyped key fails before anything is loaded
@@ -179,7 +164,7 @@ def run_train(source: str, pairs: list[str], progress: bool = True, say: Callabl
         _check_same_run(out_dir, stored, given)
     values = {**_defaults(), **inherited, **{k: v for k, v in stored.items() if k in KEYS}, **given,
               "out": str(out_dir)}
-    recipe = Recipe(**{k: v for k, v in values.items() if k not in DATA_KEYS})
+    recipe = Recipe(**{k: v for k, v in values.items() if k in RECIPE_KEYS})
 
     data = load_dataset(values["dataset"], seed=recipe.seed, data_dir=values["data_dir"],
                         resolution=values["resolution"])

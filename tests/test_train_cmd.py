@@ -208,3 +208,40 @@ def test_a_search_run_trains_its_best_on_its_own_data(tiny_yaml, tmp_path, capsy
     assert load(run / "train" / "spec.yaml").resolution == 12
     assert yaml.safe_load((run / "train" / "recipe.yaml").read_text())["seed"] == 1
     assert str(run / "train" / "model.pt") in capsys.readouterr().out
+
+
+def test_train_help_lists_every_key_with_its_default(capsys):
+    from nas.settings.recipe import TRAIN_RUN_KEYS, Recipe
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = capsys.readouterr().out
+    for name, key in TRAIN_RUN_KEYS.items():
+        assert f"  {name}={key.shown_default}\n" in shown, name
+    assert "  epochs=30\n" in shown and "  lr=0.1\n" in shown and "  optimizer=sgd\n" in shown
+    assert set(TRAIN_RUN_KEYS) >= {f for f in Recipe.__dataclass_fields__}  # every field of the recipe is a key
+
+
+def test_scale_train_trains_every_member_with_the_single_dimension_ones(tiny_yaml, tmp_path, capsys):
+    family = tmp_path / "family"
+    assert main(["scale", "--phi", "1", "--base", str(tiny_yaml), "--alpha", "1.2", "--beta", "1.1", "--gamma",
+                 "1.15", "--out", str(family), "--quiet", "--compare", "single", "--train", "epochs=1",
+                 "batch_size=64"]) == 0
+    table = list(csv.DictReader((family / "family_accuracy.csv").read_text().splitlines()))
+    assert [(r["scaling"], r["name"]) for r in table] == [
+        ("compound", "tiny-phi1"), ("width", "tiny-phi1-width"), ("depth", "tiny-phi1-depth"),
+        ("resolution", "tiny-phi1-resolution")]
+    for row in table:
+        assert float(row["top1"]) > 0.2 and (family / row["folder"] / "model.pt").exists(), row["name"]
+    by_name = {r["name"]: r for r in table}
+    # digits are 8 px for the 32-px base: the resolution-only member trains larger, the width-only one does not
+    assert int(by_name["tiny-phi1-width"]["train_resolution"]) == 8
+    assert int(by_name["tiny-phi1-resolution"]["train_resolution"]) > 8
+    assert (family / "family_accuracy.png").stat().st_size > 0 and "tiny-phi1-depth" in capsys.readouterr().out
+    assert "did you mean 'epochs'" in one_line_error(capsys, ["scale", "--phi", "1", "--base", str(tiny_yaml),
+                                                              "--alpha", "1.2", "--beta", "1.1", "--gamma", "1.15",
+                                                              "--out", str(tmp_path / "f2"), "--train", "epoch=1"])
+    assert "no out= with a family" in one_line_error(capsys, ["scale", "--phi", "1", "--base", str(tiny_yaml),
+                                                              "--alpha", "1.2", "--beta", "1.1", "--gamma", "1.15",
+                                                              "--out", str(tmp_path / "f2"), "--train", "out=x"])
+    assert not (tmp_path / "f2").exists()

@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,34 +27,11 @@ from torch import nn
 
 from ..build import build_model
 from ..errors import UserError
+from ..settings.recipe import Recipe as Recipe  # declared with nas train's keys
 from ..spec import Spec, dumps
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .data import Split
 from .train import accuracy, pick_device
-
-OPTIMIZERS = ("sgd", "adamw")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How one spec is trained. ``device`` and ``threads`` say where, not what: a run may resume elsewhere."""
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: str = "sgd"         # sgd (Nesterov momentum 0.9) or adamw
-    lr: float = 0.1
-    weight_decay: float = 4e-5     # MobileNetV2's; for adamw try 0.05
-    label_smoothing: float = 0.1
-    warmup_epochs: float = 1.0
-    ema_decay: float = 0.999
-    seed: int = 0
-    device: str = "auto"
-    # One torch CPU thread by default: small-image training is bound by per-op overhead, and on a shared
-    # machine a second thread mostly waits (see train.TrainSettings.threads). 0 keeps torch's default.
-    threads: int = 1
-
-    def what(self) -> dict:
-        """The settings that decide the result; a run resumes only under the same ones."""
-        return {k: v for k, v in asdict(self).items() if k not in ("device", "threads")}
 
 
 @dataclass

@@ -34,6 +34,7 @@ class FamilyRow:
     flops_ratio: float       # flops / the base's flops
     expected_ratio: float    # (alpha * beta^2 * gamma^2) ** phi
     drift: float             # flops_ratio / expected_ratio - 1
+    scaling: str = "compound"  # or width, depth, resolution: one dimension alone, at a compound member's FLOPs
 
     @property
     def name(self) -> str:
@@ -95,10 +96,12 @@ _TABLE_HEADERS = ("phi", "depth", "width", "resolution", "params", "FLOPs (multi
 
 def format_family_table(rows: list[FamilyRow]) -> str:
     """A plain-text table: phi, depth and width multipliers, resolution, params, FLOPs (multiply-adds),
-    FLOPs/base, the ideal FLOPs/base and the drift between the two."""
+    FLOPs/base, the ideal FLOPs/base and the drift between the two. A single-dimension member's phi reads
+    "1 width" (its ideal is the compound member's FLOPs/base)."""
     lines = [_TABLE_HEADERS]
     for row in rows:
-        lines.append((str(row.phi), f"{row.depth_multiplier:.3g}", f"{row.width_multiplier:.3g}", str(row.resolution),
+        phi = str(row.phi) if row.scaling == "compound" else f"{row.phi} {row.scaling}"
+        lines.append((phi, f"{row.depth_multiplier:.3g}", f"{row.width_multiplier:.3g}", str(row.resolution),
                       human(row.params), human(row.flops), f"{row.flops_ratio:.2f}", f"{row.expected_ratio:.2f}",
                       f"{row.drift:+.1%}"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(_TABLE_HEADERS))]

@@ -12,7 +12,7 @@ from ..spec import save
 from .compound import best_result, constraint_product, is_finite_number
 from .family import FamilyRow
 
-_FAMILY_CSV = ("phi", "name", "depth_multiplier", "width_multiplier", "resolution", "params",
+_FAMILY_CSV = ("scaling", "phi", "name", "depth_multiplier", "width_multiplier", "resolution", "params",
                "flops_multiply_adds", "flops_ratio", "expected_ratio", "drift", "file")
 
 
@@ -30,7 +30,8 @@ def write_family(rows: list[FamilyRow], out_dir, base_name: str | None = None) -
         path = out_dir / f"{row.name}.yaml"
         save(row.spec, path)
         written.append(path)
-        records.append({"phi": row.phi, "name": row.name, "depth_multiplier": row.depth_multiplier,
+        records.append({"scaling": row.scaling, "phi": row.phi, "name": row.name,
+                        "depth_multiplier": row.depth_multiplier,
                         "width_multiplier": row.width_multiplier, "resolution": row.resolution,
                         "params": row.params, "flops_multiply_adds": row.flops,
                         "flops_ratio": f"{row.flops_ratio:.6g}", "expected_ratio": f"{row.expected_ratio:.6g}",
@@ -38,7 +39,8 @@ def write_family(rows: list[FamilyRow], out_dir, base_name: str | None = None) -
     written.append(_write_csv(out_dir / "family.csv", _FAMILY_CSV, records))
     if base_name is None and rows:
         base_name = re.sub(r"-phi\d+$", "", rows[0].name)
-    written.append(plot_family(rows, out_dir / "family.png", base_name or "base"))
+    compound = [row for row in rows if row.scaling == "compound"]  # the plot is of phi; single ones match FLOPs
+    written.append(plot_family(compound, out_dir / "family.png", base_name or "base"))
     return written
 
 
