@@ -60,7 +60,7 @@ def test_cheap_less_accurate_candidate_with_the_higher_reward_survives(tiny_spec
                                 storage=optuna.storages.InMemoryStorage())
     for arch in ["r32"] * 6 + ["r12"]:
         study.enqueue_trial({"arch": arch})
-    study.optimize(lambda t: run_candidate(ctx, _OptunaIO(t, prune=True, epochs=3)).reward, n_trials=7)
+    study.optimize(lambda t: run_candidate(ctx, _OptunaIO(study, t, prune=True, epochs=3)).reward, n_trials=7)
     last = study.trials[-1]
     assert last.params == {"arch": "r12"} and last.state == optuna.trial.TrialState.COMPLETE
     assert last.value > max(t.value for t in study.trials[:-1])            # its reward is the highest

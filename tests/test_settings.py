@@ -137,7 +137,7 @@ optimizer: adamw
 schedule: cosine
 seed: 3
 sampler: tpe
-pruner: keep75
+pruner: quartile
 dataset: digits
 data_dir: null
 resolution: null

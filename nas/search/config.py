@@ -36,6 +36,17 @@ def load_experiment(name: str) -> dict[str, Any]:
     return data
 
 
+#: Values an older nas wrote that this one no longer takes, and what a resumed run uses instead. pruner:
+#: "quartile" (Optuna's PercentilePruner(25), which stopped 75 %) became keep75; a pruner may change on resume.
+RETIRED_VALUES = {("pruner", "quartile"): "keep75"}
+
+
+def stored_values(stored: dict) -> dict:
+    """A run's stored config.yaml as values to apply: keys this nas does not know are skipped (a run written
+    by an older or newer nas still resumes), retired values are replaced (RETIRED_VALUES)."""
+    return {k: RETIRED_VALUES.get((k, v), v) for k, v in stored.items() if k in KEYS and v is not None}
+
+
 def resolve_config(pairs: list[str], stored: dict | None = None) -> tuple[SearchConfig, dict]:
     """Defaults < stored run config (when resuming) < experiment < key=value. Returns the config and the
     explicit key=value dict (so a resume can re-apply what the user typed).
@@ -45,7 +56,7 @@ def resolve_config(pairs: list[str], stored: dict | None = None) -> tuple[Search
     given = parse_pairs(pairs)
     config = SearchConfig()
     if stored:
-        config = apply(config, {k: v for k, v in stored.items() if k in KEYS and v is not None}, "stored config: ")
+        config = apply(config, stored_values(stored), "stored config: ")
     experiment = given.pop("experiment", None)
     if experiment:
         config = apply(config, load_experiment(experiment), f"experiment {experiment}: ")

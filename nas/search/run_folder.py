@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..folders import read_settings_file
-from ..settings import KEYS, SearchConfig, apply
+from ..settings import SearchConfig, apply
+from .config import stored_values
 
 CONFIG_FILE = "config.yaml"
 GRID_FILE = "grid.yaml"   # nas.scale_run.GRID_FILE: a scale grid's folder
@@ -48,7 +49,7 @@ def stored_settings(out: Path) -> dict | None:
 
 def as_settings(stored: dict) -> SearchConfig:
     """A stored config.yaml as settings (keys an older or newer nas wrote and this one does not know: skipped)."""
-    return apply(SearchConfig(), {k: v for k, v in stored.items() if k in KEYS and v is not None}, "stored config: ")
+    return apply(SearchConfig(), stored_values(stored), "stored config: ")
 
 
 def changed_settings(before: SearchConfig, after: SearchConfig) -> list[str]:
