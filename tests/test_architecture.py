@@ -119,3 +119,11 @@ def test_torch_free_layers_import_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=PACKAGE_ROOT.parent)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_no_module_outgrows_an_afternoons_read():
+    """Issue 9: a module over ~400 lines is doing two jobs; split it by concern."""
+    package = Path(__file__).resolve().parent.parent / "nas"
+    long = {str(p.relative_to(package)): n for p in package.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 420}
+    assert not long, long
