@@ -1,7 +1,6 @@
 """`nas train`: the full recipe on real data (digits), its outputs, an exact resume after SIGKILL, bad inputs."""
 
 import csv
-import importlib.util
 import itertools
 import os
 import signal
@@ -19,7 +18,6 @@ from nas.evaluate.data import load_dataset
 from nas.evaluate.train import accuracy
 from nas.spec import load
 
-HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 OUTPUTS = ("spec.yaml", "recipe.yaml", "checkpoint.pt", "metrics.csv", "curves.png", "model.pt", "model_ema.pt")
 
 
@@ -122,8 +120,6 @@ def test_a_folder_resumes_only_under_its_own_settings(tiny_yaml, tmp_path, capsy
     assert yaml.safe_load((out / "recipe.yaml").read_text())["lr"] == 0.1  # left as it was
 
 
-@pytest.mark.skipif(not HAS_TORCHVISION, reason="the only loader that can yield a one-class data set is "
-                                                "imagefolder:PATH, which needs torchvision (not installed)")
 def test_a_data_set_with_one_class(tiny_yaml, tmp_path, capsys):
     from PIL import Image
 
