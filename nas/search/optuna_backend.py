@@ -248,9 +248,18 @@ class _OptunaIO:
     def twin_result(self, key: str) -> dict | None:
         """Wait while an earlier trial (this process or another) evaluates the same architecture; its accuracy
         and seconds when it completed, else None (then this trial evaluates it)."""
+        deadline = time.monotonic() + 10.0
         while True:
-            twins = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
-                     if t.number < self.trial.number and t.user_attrs.get("spec_hash") == key]
+            live = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
+            earlier = [t for t in live if t.number < self.trial.number]
+            # An earlier trial records its spec hash a moment after it is claimed: wait for those of live
+            # workers first, or two trials racing past each other would both train one architecture.
+            if time.monotonic() < deadline and any(
+                    t.state == TrialState.RUNNING and "spec_hash" not in t.user_attrs
+                    and (t.user_attrs.get("worker") == WORKER or held(t)) for t in earlier):
+                time.sleep(0.05)
+                continue
+            twins = [t for t in earlier if t.user_attrs.get("spec_hash") == key]
             for t in twins:
                 if t.state == TrialState.COMPLETE and t.user_attrs.get("accuracy") is not None:
                     return {"accuracy": t.user_attrs["accuracy"], "seconds": t.user_attrs.get("seconds") or 0}

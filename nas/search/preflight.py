@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from ..errors import SpecError, UserError
 from ..settings import SearchConfig
+from ..space import load_space, needed_resolution
 from ..spec import Spec, replace, resolve
 
 #: The side each built-in data set's images have (an image folder: resolution=, else 32).
@@ -21,8 +22,11 @@ SAMPLED_CANDIDATES = 32
 
 
 def proxy_resolution(config: SearchConfig) -> int:
-    """The side the proxy trains at: resolution=, else the data set's own."""
-    return config.resolution or NATIVE_RESOLUTION.get(config.dataset, 32)
+    """The side the proxy trains at: resolution=, else the data set's own, or more where the space needs it
+    (as nas.search.evaluation.configured_data loads it)."""
+    if config.resolution:
+        return config.resolution
+    return max(NATIVE_RESOLUTION.get(config.dataset, 32), needed_resolution(load_space(config.space)))
 
 
 def check_device(config: SearchConfig) -> None:
