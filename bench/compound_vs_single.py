@@ -41,6 +41,7 @@ from pathlib import Path
 
 import nas
 from nas import scale
+from nas.scale.matched import matched_multiplier  # the one bisection (nas scale --compare single)
 from nas.spec import from_dict, resolve
 from nas.units import human
 
@@ -62,28 +63,6 @@ BASE = {
 
 SINGLE = {"width": scale.scale_width, "depth": scale.scale_depth, "resolution": scale.scale_resolution}
 ARMS = ("compound", "width", "depth", "resolution")
-
-
-def matched_multiplier(scale_one, base: nas.Spec, target_flops: int, steps: int = 40) -> float:
-    """The multiplier m >= 1 whose ``scale_one(base, m)`` has FLOPs closest to ``target_flops`` (log scale).
-
-    FLOPs only grow with m, in steps (rounding), so bisection brackets the target between the largest m
-    below it and the smallest m at or above it; the closer of the two wins.
-    """
-    def flops(m: float) -> int:
-        return nas.count_cost(scale_one(base, m)).flops
-
-    low, high = 1.0, 2.0
-    while flops(high) < target_flops:
-        low, high = high, high * 2
-    for _ in range(steps):
-        middle = (low + high) / 2
-        if flops(middle) < target_flops:
-            low = middle
-        else:
-            high = middle
-    below, above = flops(low), flops(high)
-    return low if target_flops / below < above / target_flops else high
 
 
 def models(base: nas.Spec, coefficients, phis) -> list[dict]:
