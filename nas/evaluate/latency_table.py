@@ -14,6 +14,11 @@ pass reads them from memory again: about 0.5 ms per million parameters on one EP
 an mnas sample at 112 px. On the bench's networks a constant overhead left a median error of 10-11 %,
 this one about 8 %; flushing the caches before each timed pass predicted worse than either.
 
+Only networks of at least FIT_MIN_PARAMS parameters fit the overhead. A small network's weights stay in
+cache (there is no overhead to fit), and dividing its timing noise by a few thousand parameters gave
+rates of either sign and any size: fitted on one 80k-parameter network on a loaded machine, the rate
+came out at -5 ms per million and predicted a negative latency. The rate is never below zero either.
+
 One table per device fingerprint (CPU model and torch threads, or GPU name; plus the torch version),
 kept as JSON in the cache directory and written whole via nas.io. A corrupt file is ignored with a
 one-line warning and rebuilt over it. An entry that is missing is timed on demand.
@@ -51,6 +56,7 @@ from .memory import check_fits, forward_pass_bytes
 FORMAT = 2
 LAYER_WARMUP, LAYER_REPEATS = 3, 20   # per table entry; an entry is timed once per device
 OVERHEAD_NETWORKS = 5                 # whole networks timed to fit the overhead
+FIT_MIN_PARAMS = 1_000_000            # 4 MB of float32 weights: more than a core's L2 cache holds
 
 
 def device_fingerprint(device: str = "cpu", threads: int = DEFAULT_THREADS) -> str:
@@ -78,11 +84,11 @@ class LatencyTable:
 
     @property
     def ms_per_mparam(self) -> float | None:
-        """The fitted overhead: milliseconds a network adds to its blocks' sum per million parameters."""
-        if not self.networks:
-            return None
-        return statistics.median((measured - summed) / (max(params, 1) / 1e6)
-                                 for measured, summed, params in self.networks)
+        """The fitted overhead: milliseconds a network adds to its blocks' sum per million parameters
+        (never negative); None until a network of at least FIT_MIN_PARAMS parameters has been timed."""
+        rates = [(measured - summed) / (params / 1e6) for measured, summed, params in self.networks
+                 if params >= FIT_MIN_PARAMS]
+        return max(0.0, statistics.median(rates)) if rates else None
 
     def save(self) -> Path:
         """Write the table, keeping entries another process stored meanwhile (same device, same figures)."""
@@ -198,7 +204,8 @@ def fill(table: LatencyTable, specs: Iterable[Spec], batch: int = 1, progress: b
                 missing.setdefault(layer.key, layer)
     for layer in _progress(list(missing.values()), progress, f"timing layers on {table.fingerprint}"):
         table.entries[layer.key] = time_layer(layer, table.device, table.threads)
-    for spec in specs[:max(0, overhead_networks - len(table.networks))]:
+    large = [spec for spec in specs if count_cost(spec).params >= FIT_MIN_PARAMS]  # only these fit the overhead
+    for spec in large[:max(0, overhead_networks - len(table.networks))]:
         measured = measure_latency(spec, device=table.device, batch=batch, threads=table.threads).median_ms
         table.networks.append([measured, _sum(table, spec, batch), count_cost(spec).params])
     table.save()
@@ -210,17 +217,19 @@ def _sum(table: LatencyTable, spec: Spec, batch: int) -> float:
 
 
 def predict(table: LatencyTable, spec: Spec, batch: int = 1, resolution: int | None = None) -> float:
-    """Predicted ms of one forward pass of ``spec``; missing entries (and a missing overhead) are timed now."""
+    """Predicted ms of one forward pass of ``spec``; missing entries are timed now, and so is the whole
+    network when it is the first one large enough to fit the overhead. Until then the overhead is zero."""
     if resolution is not None:
         spec = with_overrides(spec, resolution=resolution)
+    params = count_cost(spec).params
     try:
         total = _sum(table, spec, batch)
     except KeyError:
-        fill(table, [spec], batch, overhead_networks=1)
+        fill(table, [spec], batch, overhead_networks=0)
         total = _sum(table, spec, batch)
-    if table.ms_per_mparam is None:
-        fill(table, [spec], batch, overhead_networks=1)
-    return total + table.ms_per_mparam * count_cost(spec).params / 1e6
+    if table.ms_per_mparam is None and params >= FIT_MIN_PARAMS:
+        fill(table, [spec], batch, overhead_networks=len(table.networks) + 1)
+    return total + (table.ms_per_mparam or 0.0) * params / 1e6
 
 
 def predict_latency(spec: Spec, device: str = "cpu", threads: int = DEFAULT_THREADS, batch: int = 1,
