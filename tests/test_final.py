@@ -85,6 +85,33 @@ def test_final_stage_resumes_after_sigkill(tiny_space, tmp_path):
     assert spec_hash(nas.load_spec(out / "best.yaml")) == chosen["search"]["spec_hash"]
 
 
+def test_ctrl_c_in_the_final_stage_queues_the_training_again(tiny_space, tmp_path):
+    """Optuna's own loop would record the cut training as failed, and a failed pair is never trained again."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nas.cli", "search", f"space={tiny_space}", "trials=2", *CHEAP, "final_top_k=1",
+           "final_epochs=20", f"out={out}", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+            if (out / optuna_backend.STORAGE_FILE).exists() and any(
+                    r["state"] == "running" for r in final.records(out)):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr and "final" in stderr
+    stopped = final.records(out)
+    assert any(r["state"] == "interrupted" for r in stopped)
+    assert not any(r["state"] in ("failed", "running") for r in stopped)
+
+    again = run_search([f"out={out}", "final_epochs=1"], progress=False, say=lambda line: None)
+    assert sorted(r["seed"] for r in again.final if r["state"] == "complete") == [0, 1]  # both seeds trained
+
+
 def test_a_resume_with_other_final_epochs_trains_again_and_counts_only_those(tiny_space, tmp_path):
     args = [f"space={tiny_space}", "trials=2", *CHEAP, "final_top_k=1", "final_seeds=1", f"out={tmp_path / 'run'}"]
     first = run_search([*args, "final_epochs=1"], progress=False, say=lambda line: None)

@@ -22,8 +22,9 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import reward as reward_fns
+from ..errors import Interrupted
 from ..spec import loads
-from . import optuna_backend, outputs
+from . import interrupts, optuna_backend, outputs
 from .candidate import Context, run_candidate
 from .config import SearchConfig
 from .outputs import completed
@@ -82,7 +83,8 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
     if not picks:
         return []
     study = open_final_study(run_dir)
-    optuna_backend.recover_interrupted_trials(study)
+    with optuna_backend.claim_lock(run_dir):
+        optuna_backend.recover_interrupted_trials(study)
     epochs = final_epochs(config)
     waiting = enqueue_missing(study, picks, final_seeds(config), epochs)
     if waiting:
@@ -96,7 +98,7 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
         for key, record in proxy.items():
             shared.measured[shared.measured_key(key)] = record["cost"]
 
-    def objective(trial: optuna.Trial) -> float:
+    def evaluate(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", optuna_backend.WORKER)
         trial.set_user_attr("epochs", epochs)
         key = trial.suggest_categorical("candidate", options)  # an enqueued pair's: fixed, not sampled
@@ -108,14 +110,38 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
                       lock=shared.lock)
         io = optuna_backend._OptunaIO(study, trial, prune=False, epochs=epochs)
         io.twin_result = None  # every seed of a candidate trains: no waiting for an "identical" trial's result
-        try:
-            return run_candidate(ctx, io).reward
-        except Exception as exc:  # recorded as failed; the other pairs go on
-            trial.set_user_attr("note", f"{type(exc).__name__}: {exc}"[:300])
-            raise
+        return run_candidate(ctx, io).reward
 
     study.sampler = optuna.samplers.RandomSampler(seed=config.seed)  # every trial is an enqueued pair
-    study.optimize(objective, n_trials=waiting, catch=(Exception,), gc_after_trial=False)
+    # ask / tell rather than study.optimize: Optuna records a trial cut by Ctrl-C as failed, and a failed pair
+    # is never queued again. Here Interrupted passes through untold, like a search trial (optuna_backend.
+    # run_trial): the trial stays RUNNING and is queued again below, and the resumed run trains it.
+    interrupted = None
+    with interrupts.raised_on_signals():
+        try:
+            for done in range(1, waiting + 1):
+                with optuna_backend.claim_lock(run_dir), interrupts.deferred():
+                    if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                        break  # another process sharing the run took the rest
+                    trial = study.ask()
+                try:
+                    value, state = evaluate(trial), None
+                    outcome = f"trial {trial.number}, reward {value:.4f}"
+                except Exception as exc:  # recorded as failed; the other pairs go on
+                    trial.set_user_attr("note", f"{type(exc).__name__}: {exc}"[:300])
+                    value, state, outcome = None, TrialState.FAIL, f"failed ({type(exc).__name__})"
+                with interrupts.deferred():  # a finished training is stored whole before a signal stops the run
+                    study.tell(trial, value, state=state)
+                say(f"final training {done}/{waiting}: {outcome}")
+        except Interrupted as exc:
+            interrupted = exc
+        finally:
+            if interrupted:
+                with interrupts.deferred(), optuna_backend.claim_lock(run_dir):
+                    optuna_backend.recover_interrupted_trials(study)  # this process's training back in the queue
+    if interrupted:
+        raise Interrupted(interrupted.signum, f"the running final training goes back to the queue; "
+                                              f"the same command resumes {run_dir}")
     return records(run_dir)
 
 
