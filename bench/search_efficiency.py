@@ -2,6 +2,23 @@
 
     .venv/bin/python bench/search_efficiency.py [--trials 12 48] [--seeds 5]
         [--evaluators zero_cost:params zero_cost:naswot]
+    .venv/bin/python bench/search_efficiency.py --trained [--seeds 3] [--trials 48]
+
+``--trained`` (issue 12's goal) runs the real objective: ``nas search space=mnas target_flops=400M`` with
+every default (proxy training on the default data set, ``trials=48``, one worker), the search alone
+(``final_top_k=0``: the final stage would add the same work to every method), as
+
+- the default: TPE with ``pruner=keep75`` (the best 75 % go on at each epoch, on the reward);
+- TPE without pruning (``pruner=none``);
+- random search without pruning (``sampler=random pruner=none``);
+
+for seeds 0 .. seeds-1, one run at a time (one training thread, the other core idle), and reads each run's
+best reward against wall time from the trials' completion times in its journal. Per seed: the time the
+default (and TPE without pruning) first reaches the best reward random search ends with, as a fraction
+of random search's whole time; the goal is a median of at most 0.5. Writes search_efficiency_trained.md,
+.json and .png (best reward against wall time) under bench/results/, the runs under --work.
+
+The zero-cost mode below is the cheaper, older comparison of samplers alone.
 
 Every run is a real ``nas search`` through ``nas.search.run_search``: space=mnas, target_flops=400M, the
 default soft reward ACC * (FLOPs / 400M)^-0.7, ``trials=N``, ``sampler=tpe`` or ``random``, ``seed=s``
@@ -27,8 +44,10 @@ the same function of the architecture and only the sampler's seed varies:
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -67,12 +86,111 @@ def table(rows: list[tuple[str, int, dict[str, list[float]]]], seeds: int) -> st
     return "\n".join(lines)
 
 
+TRAINED_METHODS = {"default (TPE + keep75)": [], "TPE, no pruning": ["pruner=none"],
+                   "random, no pruning": ["sampler=random", "pruner=none"]}
+BASELINE = "random, no pruning"
+
+
+def trained_curve(extra: list[str], trials: int, seed: int, out: Path) -> list[tuple[float, float]]:
+    """One default search; its best reward so far at each completed trial, as (seconds since start, reward)."""
+    import optuna
+
+    from nas.search import optuna_backend
+
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.time()
+    run_search(["space=mnas", "target_flops=400M", f"trials={trials}", f"seed={seed}", "final_top_k=0",
+                f"out={out}", *extra], progress=False, say=lambda line: None)
+    study = optuna.load_study(study_name=optuna_backend.STUDY_NAME, storage=optuna_backend._storage(out))
+    done = sorted((t.datetime_complete.timestamp() - start, t.value) for t in study.get_trials(deepcopy=False)
+                  if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None)
+    curve, best = [], float("-inf")
+    for seconds, reward in done:
+        best = max(best, reward)
+        curve.append((seconds, best))
+    return curve
+
+
+def time_to_reach(curve: list[tuple[float, float]], reward: float) -> float | None:
+    return next((seconds for seconds, best in curve if best >= reward), None)
+
+
+def trained_table(curves: dict[str, list[list[tuple[float, float]]]], trials: int) -> str:
+    seeds = len(curves[BASELINE])
+    lines = [f"Real objective: `nas search space=mnas target_flops=400M`, defaults (trials={trials}, one worker), "
+             f"search stage only, {seeds} seeds, one run at a time on this 2-core machine.", "",
+             "| method | best reward per seed | median | wall time per seed (s) | reaches random's best at "
+             "(fraction of random's time) per seed | median fraction |",
+             "|---|---|---:|---|---|---:|"]
+    for method, runs in curves.items():
+        finals = [curve[-1][1] for curve in runs]
+        times = [curve[-1][0] for curve in runs]
+        fractions = []
+        for seed, curve in enumerate(runs):
+            target_curve = curves[BASELINE][seed]
+            reached = time_to_reach(curve, target_curve[-1][1])
+            fractions.append(None if reached is None else reached / target_curve[-1][0])
+        shown = ", ".join("never" if f is None else f"{f:.2f}" for f in fractions)
+        known = sorted(float("inf") if f is None else f for f in fractions)
+        median = statistics.median(known)
+        lines.append(f"| {method} | {', '.join(f'{v:.4f}' for v in finals)} | {statistics.median(finals):.4f} | "
+                     f"{', '.join(f'{t:.0f}' for t in times)} | {shown} | "
+                     f"{'never' if median == float('inf') else f'{median:.2f}'} |")
+    return "\n".join(lines)
+
+
+def plot_trained(curves: dict[str, list[list[tuple[float, float]]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nas.io import save_figure
+
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    for (method, runs), colour in zip(curves.items(), ("tab:blue", "tab:orange", "tab:grey")):
+        for seed, curve in enumerate(runs):
+            xs, ys = zip(*curve)
+            axes.step(xs, ys, where="post", color=colour, alpha=0.8, label=method if seed == 0 else None)
+    axes.set_xlabel("wall time (s)")
+    axes.set_ylabel("best reward so far")
+    axes.set_title("mnas, target 400M FLOPs: best reward against wall time (one line per seed)")
+    axes.legend(loc="lower right")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def main_trained(trials: int, seeds: int, work: Path) -> None:
+    torch.set_num_threads(1)
+    curves: dict[str, list] = {method: [] for method in TRAINED_METHODS}
+    for seed in range(seeds):
+        for method, extra in TRAINED_METHODS.items():
+            curve = trained_curve(extra, trials, seed, work / f"{method.split()[0].strip(',')}-{len(extra)}-seed{seed}")
+            curves[method].append(curve)
+            print(f"seed {seed} {method}: best {curve[-1][1]:.4f} after {curve[-1][0]:.0f} s "
+                  f"({len(curve)} complete trials)", flush=True)
+    text = trained_table(curves, trials)
+    write_text(RESULTS / "search_efficiency_trained.md", text + "\n")
+    write_text(RESULTS / "search_efficiency_trained.json", json.dumps(curves, indent=1) + "\n")
+    plot_trained(curves, RESULTS / "search_efficiency_trained.png")
+    print()
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, nargs="+", default=[12, 48], help="N: trials per run")
-    parser.add_argument("--seeds", type=int, default=5, help="runs per sampler and N (seeds 0, 1, ...)")
+    parser.add_argument("--trials", type=int, nargs="+", default=None, help="N: trials per run")
+    parser.add_argument("--seeds", type=int, default=None, help="runs per sampler and N (seeds 0, 1, ...)")
     parser.add_argument("--evaluators", nargs="+", default=["zero_cost:params", "zero_cost:naswot"])
+    parser.add_argument("--trained", action="store_true", help="the real objective: default, TPE, random (see above)")
+    parser.add_argument("--work", default="/tmp/nas-search-efficiency", help="--trained: the run folders")
     args = parser.parse_args()
+    if args.trained:
+        main_trained((args.trials or [48])[0], args.seeds or 3, Path(args.work))
+        return
+    args.trials, args.seeds = args.trials or [12, 48], args.seeds or 5
     torch.set_num_threads(1)  # one small model at a time: a second thread only adds per-op synchronisation
     data = load_dataset("digits", seed=0)
     rows = []
