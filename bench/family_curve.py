@@ -1,6 +1,6 @@
 """A family's accuracy against FLOPs, trained by `nas train`: compound scaling against each single dimension.
 
-    .venv/bin/python bench/family_curve.py [--seeds 3] [--epochs 2] [--width 0.25] [--jobs 2] [--quick]
+    .venv/bin/python bench/family_curve.py [--seeds 3] [--epochs 3] [--batch-size 64] [--width 0.25] [--jobs 2] [--quick]
 
 Issue 11's bench (EfficientNet's Figures 1 and 8, small enough for a 2-core CPU):
 
@@ -69,9 +69,9 @@ def members(base, phis: list[int]) -> list[scale.FamilyRow]:
     return compound + single_dimension_rows(base, compound)
 
 
-def recipe(epochs: int, seed: int, resolution: int, out: Path) -> list[str]:
+def recipe(epochs: int, batch_size: int, seed: int, resolution: int, out: Path) -> list[str]:
     """`nas train`'s keys for one member: a short schedule of the full recipe."""
-    return [f"epochs={epochs}", "batch_size=256", "optimizer=adamw", "lr=0.01", "warmup_epochs=0.3",
+    return [f"epochs={epochs}", f"batch_size={batch_size}", "optimizer=adamw", "lr=0.01", "warmup_epochs=0.3",
             "weight_decay=0.05", "ema_decay=0.99", f"seed={seed}", "dataset=fashion-mnist",
             f"resolution={resolution}", "device=cpu", "threads=1", f"out={out}"]
 
@@ -85,7 +85,7 @@ def _train(task) -> tuple[int, int, dict, float]:
     return index, seed, result.history[-1], sum(row["seconds"] for row in result.history)
 
 
-def run(rows: list[scale.FamilyRow], seeds: int, epochs: int, jobs: int, work: Path) -> list[dict]:
+def run(rows: list[scale.FamilyRow], seeds: int, epochs: int, batch_size: int, jobs: int, work: Path) -> list[dict]:
     """Train every member for every seed, ``jobs`` at a time, the costliest first; one dict per member."""
     work.mkdir(parents=True, exist_ok=True)
     tasks = []
@@ -93,7 +93,8 @@ def run(rows: list[scale.FamilyRow], seeds: int, epochs: int, jobs: int, work: P
         spec_path = work / f"{row.name}.yaml"
         save(row.spec, spec_path)
         for seed in range(seeds):
-            tasks.append((i, spec_path, recipe(epochs, seed, row.resolution, work / f"seed{seed}" / row.name), seed))
+            keys = recipe(epochs, batch_size, seed, row.resolution, work / f"seed{seed}" / row.name)
+            tasks.append((i, spec_path, keys, seed))
     # phi by phi (a run stopped early leaves whole phis done: rerun it with a smaller --phis), and within
     # a phi the costliest first; per-op dispatch dominates at these sizes, so blocks count as much as FLOPs
     tasks.sort(key=lambda t: (rows[t[0]].phi,
@@ -137,9 +138,9 @@ def write_csv(table: list[dict], path: Path) -> None:
     write_text(path, text.getvalue())
 
 
-def markdown(table: list[dict], seeds: int, epochs: int, base, seconds: float) -> str:
+def markdown(table: list[dict], seeds: int, epochs: int, batch_size: int, base, seconds: float) -> str:
     lines = [f"# Family curve: {base.name} scaled four ways, trained by `nas train` on fashion-mnist", "",
-             f"{epochs} epochs per member (AdamW, lr 0.01, weight decay 0.05, batch 256, warm-up 0.3 epochs then "
+             f"{epochs} epochs per member (AdamW, lr 0.01, weight decay 0.05, batch {batch_size}, warm-up 0.3 epochs then "
              "cosine, label smoothing 0.1, EMA 0.99, "
              f"crop and flip), mean of {seeds} seeds; 1 torch thread per training, 2 at a time on a shared 2-core "
              f"CPU (times are noisy). "
@@ -179,7 +180,9 @@ def plot(table: list[dict], path: Path, seeds: int, epochs: int, base) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2, help="nas train epochs per member")
+    parser.add_argument("--epochs", type=int, default=3, help="nas train epochs per member")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="images per step (256 gave only 62 steps in 2 epochs: too few for the wide members)")
     parser.add_argument("--width", type=float, default=0.25, help="the base's width multiplier on B0")
     parser.add_argument("--phis", default="1..3", help="compound coefficients besides 0")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, one process (one thread) each")
@@ -190,12 +193,13 @@ def main() -> None:
         args.phis, args.seeds = "1", 2
     base = base_spec(args.width)
     rows = members(base, scale.parse_phi(args.phis))
-    table = run(rows, args.seeds, args.epochs, args.jobs, Path(args.work) / f"e{args.epochs}-w{args.width:g}")
+    table = run(rows, args.seeds, args.epochs, args.batch_size, args.jobs,
+                Path(args.work) / f"e{args.epochs}-b{args.batch_size}-w{args.width:g}")
     seconds = sum(row["seconds"] for row in table)
     out = RESULTS / ("family_curve_quick" if args.quick else "family_curve")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(table, out.with_suffix(".csv"))
-    text = markdown(table, args.seeds, args.epochs, base, seconds)
+    text = markdown(table, args.seeds, args.epochs, args.batch_size, base, seconds)
     write_text(out.with_suffix(".md"), text)
     plot(table, out.with_suffix(".png"), args.seeds, args.epochs, base)
     print("\n" + text + f"\nwrote {out}.csv, .md and .png")

@@ -36,7 +36,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from nas.evaluate.zero_cost import PROXIES
+from nas.settings import ZERO_COST_PROXIES
 from nas.space import load_space, random_choices, sample
 from nas.spec import Spec, spec_hash
 
@@ -85,7 +85,7 @@ def measure(index: int, spec: Spec) -> dict:
     cost = count_cost(trained_spec)
     row = {"index": index, "spec_hash": spec_hash(spec), "params": cost.params, "flops": cost.flops}
     start = time.perf_counter()
-    for proxy in PROXIES:
+    for proxy in ZERO_COST_PROXIES:
         row[proxy] = ZeroCostEvaluator(proxy, data, seed, BATCH)(spec).score
     row["proxy_seconds"] = time.perf_counter() - start
     result = TrainEvaluator(data, settings)(spec)
@@ -99,7 +99,7 @@ def correlations(rows: list[dict]) -> dict[str, tuple[float, float]]:
 
     accuracy = [r["accuracy"] for r in rows]
     out = {}
-    for proxy in PROXIES:
+    for proxy in ZERO_COST_PROXIES:
         scores = [r[proxy] for r in rows]
         rho = spearmanr(scores, accuracy, nan_policy="omit").statistic
         tau = kendalltau(scores, accuracy, nan_policy="omit").statistic
@@ -115,7 +115,7 @@ def markdown_table(stats: dict[str, tuple[float, float]], rows: list[dict], epoc
              f"{sorted(accuracy)[len(accuracy) // 2]:.2f}); all five scores take {seconds:.2f} s per architecture, "
              f"training {sum(r['train_seconds'] for r in rows) / len(rows):.1f} s.", "",
              "| score | Spearman rho | Kendall tau |", "|---|---:|---:|"]
-    for proxy in PROXIES:
+    for proxy in ZERO_COST_PROXIES:
         rho, tau = stats[proxy]
         name = {"params": "#params (baseline)", "flops": "#FLOPs (baseline)"}.get(proxy, proxy)
         lines.append(f"| {name} | {rho:.2f} | {tau:.2f} |")
@@ -142,11 +142,11 @@ def plot(rows: list[dict], stats: dict[str, tuple[float, float]], path: Path) ->
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(3.2 * len(PROXIES), 3.2))
+    fig = Figure(figsize=(3.2 * len(ZERO_COST_PROXIES), 3.2))
     FigureCanvasAgg(fig)
     accuracy = [r["accuracy"] for r in rows]
-    for i, proxy in enumerate(PROXIES):
-        ax = fig.add_subplot(1, len(PROXIES), i + 1)
+    for i, proxy in enumerate(ZERO_COST_PROXIES):
+        ax = fig.add_subplot(1, len(ZERO_COST_PROXIES), i + 1)
         points = [(r[proxy], a) for r, a in zip(rows, accuracy) if math.isfinite(r[proxy])]
         ax.scatter([p[0] for p in points], [p[1] for p in points], s=12, alpha=0.7)
         if proxy in LOG_SCALE and all(p[0] > 0 for p in points):

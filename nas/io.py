@@ -11,7 +11,11 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:  # matplotlib is imported only where a figure is made: importing nas.io stays light
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 FILE_MODE = 0o644
 
@@ -41,6 +45,17 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return write_with(path, lambda fh: fh.write(data), binary=True)
+
+
+def new_figure(columns: int, size: tuple[float, float]) -> tuple[Figure, list[Axes]]:
+    """A matplotlib Figure of one row of ``columns`` axes on the Agg canvas, without pyplot (no global state,
+    no display needed); save it with :func:`save_figure`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure, list(figure.subplots(1, columns, squeeze=False)[0])
 
 
 def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:

@@ -294,11 +294,11 @@ def coefficient_label(alpha: float, beta: float, gamma: float) -> str:
 def grid_config(search_pairs: list[str], stored: dict | None, trials: int, base: Spec, grid_dir: Path):
     """The search settings of the grid: the defaults < the base run's evaluation settings (or the stored
     grid's, on a resume) < key=value; then what the grid fixes: one trial per candidate, accuracy alone."""
-    from .evaluate.data import check_dataset_name
+    from .data import check_name
     from .search.config import resolve_config
 
     config, _ = resolve_config(search_pairs, stored)
-    check_dataset_name(config.dataset)
+    check_name(config.dataset)
     return replace(config, space=f"compound-scaling grid of {base.name}", reward="accuracy", objective="flops",
                    trials=trials, out=str(grid_dir))
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .io import save_figure, write_text
+from .io import new_figure, save_figure, write_text
 from .spec import load
 
 FAMILY_CSV = "family.csv"
@@ -90,7 +90,7 @@ def check_family_recipe(pairs: list[str]) -> None:
 
 def train_family(family_dir: Path, pairs: list[str], progress: bool = True,
                  say: Callable[[str], None] = print) -> FamilyTrainResult:
-    """Train every member listed in FAMILY_DIR/family.csv with the recipe in ``pairs`` (see train_run.KEYS)."""
+    """Train every member listed in FAMILY_DIR/family.csv with the recipe in ``pairs`` (nas.settings.recipe's keys)."""
     from .train_run import run_train
 
     check_family_recipe(pairs)
@@ -125,8 +125,6 @@ def _write_table(path: Path, rows: list[dict]) -> None:
 
 
 def _plot(path: Path, rows: list[dict], title: str) -> None:
-    from .train_run import new_figure
-
     figure, (axes,) = new_figure(1, (6, 4))
     for scaling in dict.fromkeys(row["scaling"] for row in rows):  # one line per way of scaling, in order
         line = sorted((r for r in rows if r["scaling"] == scaling), key=lambda r: r["flops_multiply_adds"])

@@ -24,7 +24,7 @@ import yaml
 
 from .errors import UserError
 from .folders import check_output_folder, check_writable_files, read_settings_file
-from .io import save_figure, write_text
+from .io import new_figure, save_figure, write_text
 from .settings import known_key, parse_pairs
 from .settings.recipe import RECIPE_KEYS, TRAIN_RUN_KEYS, Recipe
 from .spec import Spec, dumps, load
@@ -32,9 +32,8 @@ from .spec import Spec, dumps, load
 RUNS_DIR = Path("runs")
 METRICS = ("epoch", "lr", "train_loss", "top1", "ema_top1", "seconds")
 
-#: Every key of `nas train`, declared in nas.settings.recipe (the Recipe's fields and where the data are).
-KEYS = TRAIN_RUN_KEYS
-DATA_KEYS = tuple(name for name in KEYS if name not in RECIPE_KEYS)  # where the data and the outputs are
+# `nas train`'s keys are TRAIN_RUN_KEYS (nas.settings.recipe): the Recipe's fields and where the data are.
+DATA_KEYS = tuple(name for name in TRAIN_RUN_KEYS if name not in RECIPE_KEYS)  # where the data and the outputs are
 WHERE_KEYS = ("device", "threads", "data_dir", "out")      # a run may resume with other values of these
 INHERITED_KEYS = ("dataset", "data_dir", "resolution", "seed")  # from a search run's config.yaml
 
@@ -59,12 +58,12 @@ def parse_keys(pairs: list[str]) -> dict[str, Any]:
     """key=value strings -> the values they give, parsed; one line for the first mistake."""
     given = parse_pairs(pairs)
     for key in given:
-        known_key(key, KEYS)
-    return {key: KEYS[key].parse(key, value) for key, value in given.items()}
+        known_key(key, TRAIN_RUN_KEYS)
+    return {key: TRAIN_RUN_KEYS[key].parse(key, value) for key, value in given.items()}
 
 
 def _defaults() -> dict[str, Any]:
-    return {name: key.default for name, key in KEYS.items()}
+    return {name: key.default for name, key in TRAIN_RUN_KEYS.items()}
 
 
 def _check_same_run(out_dir: Path, stored: dict, given: dict) -> None:
@@ -102,16 +101,6 @@ def write_metrics(path: Path, history: list[dict]) -> None:
     writer.writeheader()
     writer.writerows({k: row[k] for k in METRICS} for row in history)
     write_text(path, text.getvalue())
-
-
-def new_figure(columns: int, size: tuple[float, float]):
-    """A matplotlib Figure on the Agg canvas, without pyplot (no global state, no display needed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=size)
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots(1, columns, squeeze=False)[0]
 
 
 def plot_curves(path: Path, history: list[dict], title: str) -> None:
@@ -162,7 +151,7 @@ def run_train(source: str, pairs: list[str], progress: bool = True, say: Callabl
     if _is_train_folder(out_dir):
         stored = read_settings_file(out_dir / "recipe.yaml", "out", "a folder written by nas train")
         _check_same_run(out_dir, stored, given)
-    values = {**_defaults(), **inherited, **{k: v for k, v in stored.items() if k in KEYS}, **given,
+    values = {**_defaults(), **inherited, **{k: v for k, v in stored.items() if k in TRAIN_RUN_KEYS}, **given,
               "out": str(out_dir)}
     recipe = Recipe(**{k: v for k, v in values.items() if k in RECIPE_KEYS})
 
@@ -189,4 +178,4 @@ def run_train(source: str, pairs: list[str], progress: bool = True, say: Callabl
     return TrainRunResult(out_dir, trained, result.history, result.resumed_from, threads)
 
 
-__all__ = ["KEYS", "TrainRunResult", "parse_keys", "run_train"]
+__all__ = ["TrainRunResult", "parse_keys", "run_train"]

@@ -1,7 +1,8 @@
 """The analytic cost model against the built model, on random valid specs of every block kind.
 
 params must equal sum(p.numel()) of the built module and FLOPs must equal FlopCounterMode's total / 2
-(DESIGN.md); MAC is checked by hand on a tiny spec, against the formula documented in nas/cost.py.
+(the README's "Cost conventions"); MAC is checked by hand on a tiny spec, against the formula documented in
+nas/cost.py.
 """
 
 import dataclasses

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import io
 import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -128,6 +129,26 @@ def test_fetch_fashion_mnist_full(server, tmp_path, monkeypatch):
     assert sorted(os.listdir(data_root / "fashion-mnist")) == sorted(p.name for p in served.iterdir())
     data = load_dataset("fashion-mnist-full", resolution=14, holdout=0.25)
     assert data.train_x.shape == (30, 3, 14, 14) and len(data.test_x) == 10
+
+
+def test_fetched_files_get_nas_modes_whatever_the_archive_recorded(server, tmp_path, monkeypatch):
+    served, url = server
+    with tarfile.open(tiny_cifar100(served)) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    with tarfile.open(served / "cifar-100-binary.tar.gz", "w:gz") as tar:  # the same files, recorded private
+        folder = tarfile.TarInfo("cifar-100-binary")
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o700
+        tar.addfile(folder)
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o600
+            tar.addfile(info, io.BytesIO(data))
+    data_root = use(monkeypatch, tmp_path, url, {"cifar-100-binary.tar.gz": md5(served / "cifar-100-binary.tar.gz")})
+    assert main(["data", "fetch", "cifar100"]) == 0
+    target = data_root / "cifar100"
+    modes = {p.relative_to(target).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [target, *target.rglob("*")]}
+    assert modes == {".": 0o755, "cifar-100-binary": 0o755, "cifar-100-binary/train.bin": 0o644,
+                     "cifar-100-binary/test.bin": 0o644}
 
 
 def fetch_in_a_process(tmp_path, url: str, *args: str, checksums: str = "") -> subprocess.CompletedProcess:

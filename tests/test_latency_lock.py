@@ -106,3 +106,37 @@ def test_measuring_from_inside_training_is_refused(tmp_path, monkeypatch):
         pass
     with measuring_on("cpu"):  # released: free again
         pass
+
+
+def test_two_workers_of_one_search_measure_latency_between_trainings(tiny_space, tmp_path, monkeypatch):
+    """objective=latency latency=measured with workers=2: while one worker trains, the other's measurement
+    waits (the real lock; the wrappers only note when each holds it)."""
+    from contextlib import contextmanager
+
+    import nas.evaluate.evaluators as evaluators
+    import nas.evaluate.latency as latency
+    from nas.search import run_search
+
+    intervals: list[tuple[str, float, float]] = []
+
+    def noted(role, take):
+        @contextmanager
+        def holding(device):
+            with take(device):
+                start = time.time()
+                try:
+                    yield
+                finally:
+                    intervals.append((role, start, time.time()))
+        return holding
+
+    monkeypatch.setattr(evaluators, "training_on", noted("train", evaluators.training_on))
+    monkeypatch.setattr(latency, "measuring_on", noted("measure", latency.measuring_on))
+    result = run_search([f"space={tiny_space}", "objective=latency", "target=2ms", "latency=measured", "workers=2",
+                         "trials=4", "epochs=1", "final_top_k=0", "sampler=random", f"out={tmp_path / 'run'}"],
+                        progress=False, say=lambda _: None)
+    assert sum(r["state"] == "complete" for r in result.records) == 4
+    trainings = [i for i in intervals if i[0] == "train"]
+    measurements = [i for i in intervals if i[0] == "measure"]
+    assert len(trainings) >= 2 and measurements
+    assert not any(_overlaps(m, t) for m in measurements for t in trainings)

@@ -159,6 +159,28 @@ def check_every_cut(data, last, finished, config, ctx, scratch, capsys):
         assert sum(r["state"] in COUNTED for r in found) == 3
 
 
+def test_a_record_being_appended_by_another_process_is_waited_for_not_set_aside(tmp_path, capsys):
+    """A process joining a shared run checks the journal's tail while another is mid-append: the check takes
+    the lock Optuna's appends hold, so it sees the whole record, not a cut one."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    journal = tmp_path / optuna_backend.STORAGE_FILE
+    journal.write_bytes(b'{"op_code": 0}\n{"op_code": 1, "half": ')  # an append under way
+    writer_lock = JournalFileSymlinkLock(str(journal))
+    writer_lock.acquire()
+    repair = threading.Thread(target=optuna_backend.repair_journal, args=(journal,))
+    repair.start()
+    time.sleep(0.5)
+    assert repair.is_alive()  # waiting for the writer
+    with open(journal, "ab") as f:
+        f.write(b'"rest"}\n')
+    writer_lock.release()
+    repair.join(timeout=30)
+    assert not repair.is_alive()
+    assert journal.read_bytes().endswith(b'"half": "rest"}\n')
+    assert not list(tmp_path.glob("*.torn-*")) and "set aside" not in capsys.readouterr().err
+
+
 def test_resume_sets_a_torn_record_aside_with_one_warning(tiny_space, tmp_path, capsys):
     out = tmp_path / "run"
     args = [f"space={tiny_space}", *CHEAP, "evaluator=zero_cost:params", f"out={out}"]
@@ -208,6 +230,46 @@ def test_every_trial_failing_is_an_error_and_a_corrected_resume_reruns_them(tiny
     result = run_search(args, evaluator=quick, progress=False, say=lambda _: None)
     assert sum(r["state"] == "complete" for r in result.records) == 3  # not counted as done: run again
     assert result.best is not None
+
+
+def test_a_run_whose_every_trial_failed_resumes_with_corrected_settings(tiny_space, tmp_path):
+    out = tmp_path / "run"
+    base = [f"space={tiny_space}", *CHEAP, "trials=2", f"out={out}"]
+
+    def too_large_an_lr(spec, report=None):
+        raise SpecError("lr", 5.0, "a learning rate at which training does not diverge")
+
+    with pytest.raises(nas.UserError, match="every trial failed"):
+        run_search([*base, "lr=5"], evaluator=too_large_an_lr, progress=False)
+    # nothing was scored under lr=5, so the corrected setting is taken and the failed trials run again
+    result = run_search([*base, "lr=0.01"], evaluator=quick, progress=False, say=lambda _: None)
+    assert sum(r["state"] == "complete" for r in result.records) == 2
+    assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == 0.01
+    # once a trial is scored, the settings are the run's: another lr would mix two scorings
+    with pytest.raises(nas.UserError, match=r"other settings \(lr 0.01 -> 0.02\)"):
+        run_search([*base, "lr=0.02"], evaluator=quick, progress=False)
+
+
+def test_a_latency_run_keeps_its_thread_count_and_reports_it(tiny_space, tmp_path):
+    out = tmp_path / "run"
+    args = [f"space={tiny_space}", *CHEAP, "objective=latency", "target=2ms", "trials=1", f"out={out}"]
+    run_search(args, evaluator=quick, progress=False, say=lambda _: None)
+    assert "latency: predicted from the per-device latency table, on cpu with 1 torch thread(s)" in \
+        (out / "report.md").read_text()
+    with pytest.raises(nas.UserError, match="latency_threads 1 -> 2"):  # costs timed two ways would mix
+        run_search([*args, "latency_threads=2"], evaluator=quick, progress=False)
+
+
+def test_a_run_with_no_scored_trial_still_keeps_its_space(tiny_space, tmp_path):
+    out = tmp_path / "run"
+
+    def broken(spec, report=None):
+        raise SpecError("resolution", 2, "a larger image")
+
+    with pytest.raises(nas.UserError, match="every trial failed"):
+        run_search([f"space={tiny_space}", *CHEAP, "trials=1", f"out={out}"], evaluator=broken, progress=False)
+    with pytest.raises(nas.UserError, match="space"):
+        run_search(["space=mnas", *CHEAP, "trials=1", f"out={out}"], evaluator=quick, progress=False)
 
 
 # ---------------------------------------------------------------------------------------------

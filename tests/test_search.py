@@ -46,6 +46,14 @@ def test_every_backend_is_declared_and_provides_the_interface():
         backend_for("optuan")
 
 
+def test_the_backend_key_allows_exactly_the_declared_backends():
+    from nas import settings
+    from nas.search.backend import BACKENDS
+
+    # nas.settings may not import nas.search, so the backend= choices are a second list: it must agree.
+    assert set(settings.BACKENDS) == set(BACKENDS) == set(settings.KEYS["backend"].parse.options)
+
+
 def test_search_writes_every_output(tiny_space, tmp_path):
     out = tmp_path / "run"
     result = run_search([f"space={tiny_space}", "trials=3", *CHEAP, f"out={out}"], progress=False)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import nas
-from nas.evaluate.zero_cost import PROXIES, score
+from nas.evaluate.zero_cost import score
+from nas.settings import ZERO_COST_PROXIES
 from nas.spec import from_dict
 
 
@@ -36,7 +37,7 @@ def other(tiny_spec_dict):
     })
 
 
-@pytest.mark.parametrize("proxy", PROXIES)
+@pytest.mark.parametrize("proxy", ZERO_COST_PROXIES)
 def test_deterministic_finite_and_discriminating(proxy, tiny, other, batch):
     x, y = batch
     first = score(proxy, tiny, x, y, seed=3)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..folders import check_output_folder
+from ..io import FILE_MODE
 from .sources import Source, base_url, data_root, expected_md5, locate, source
 
 CHUNK = 1 << 20
@@ -97,9 +98,10 @@ def _download(url: str, path: Path, show_bar: bool) -> str:
 
 
 def _unpack(path: Path, staging: Path, src: Source) -> None:
-    """A .tar.gz is extracted into ``staging``; a single file (Fashion-MNIST's .gz) is moved there as it is."""
+    """A .tar.gz is extracted into ``staging``; a single file (Fashion-MNIST's .gz) is moved there as it is.
+    Files get nas.io's FILE_MODE and folders FOLDER_MODE, whatever modes the archive recorded."""
     if not path.name.endswith(".tar.gz"):
-        os.chmod(path, 0o644)
+        os.chmod(path, FILE_MODE)
         path.rename(staging / path.name)
         return
     try:
@@ -112,6 +114,17 @@ def _unpack(path: Path, staging: Path, src: Source) -> None:
         raise UserError(f"{src.name}: {path.name} is not a readable tar.gz archive ({exc}); nothing was kept") \
             from None
     path.unlink()
+    _set_modes(staging)
+
+
+def _set_modes(folder: Path) -> None:
+    """FOLDER_MODE on every folder below ``folder``, FILE_MODE on every file (links are left alone)."""
+    for parent, folders, files in os.walk(folder):  # top-down: a folder's mode is set before it is entered
+        for names, mode in ((folders, FOLDER_MODE), (files, FILE_MODE)):
+            for name in names:
+                path = os.path.join(parent, name)
+                if not os.path.islink(path):
+                    os.chmod(path, mode)
 
 
 def _plain_members(tar: tarfile.TarFile, path: Path):

@@ -30,10 +30,6 @@ class Source:
     needed: tuple[str, ...]    # data files the loader reads (each may also be gzipped: name + ".gz")
     system_dirs: tuple[str, ...] = ()  # where an operating-system package may have put them
 
-    @property
-    def is_archive(self) -> bool:
-        return any(name.endswith(".tar.gz") for name in self.md5)
-
 
 SOURCES = {
     "fashion-mnist": Source(

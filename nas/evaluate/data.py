@@ -18,15 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data import NAMES, Images, check_name, load_images
+from ..data import Images, load_images
 from ..errors import UserError
 from .memory import FLOAT_BYTES, check_fits
 
-DATASETS = NAMES
 # Data sets whose classes a flip or a shifted crop can change (a mirrored 2 is no 2): nas train does not augment them.
 DIGIT_LIKE = ("digits",)
 MEASURE_ON = ("holdout", "test")
-check_dataset_name = check_name
 
 
 @dataclass
@@ -83,7 +81,7 @@ def _parts(images: Images, measure_on: str, holdout: float, seed: int):
 
 def load_dataset(name: str = "digits", seed: int = 0, holdout: float = 0.2, data_dir: str | None = None,
                  resolution: int | None = None, max_train: int | None = None, measure_on: str = "holdout") -> Split:
-    """Load a data set by its name (see DATASETS) and split it; raise UserError for an unknown or missing one."""
+    """Load a data set by its name (see nas.data.NAMES) and split it; raise UserError for an unknown or missing one."""
     if resolution is not None and resolution < 1:
         raise UserError(f"resolution: got {resolution}; allowed: a positive image side in pixels")
     images = load_images(name, data_dir, resolution)

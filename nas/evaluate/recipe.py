@@ -38,7 +38,7 @@ from .train import accuracy, pick_device
 class RecipeResult:
     model: nn.Module
     ema_model: nn.Module
-    history: list[dict] = field(default_factory=list)  # one row per epoch: see EpochRow in train_run
+    history: list[dict] = field(default_factory=list)  # one row per epoch (train_with_recipe lists its keys)
     resumed_from: int = 0                               # epochs already done when this call started
 
     @property

@@ -52,7 +52,7 @@ from ..settings import ZERO_COST_PROXIES
 from ..spec import Spec
 from .latency import torch_device
 
-PROXIES = ZERO_COST_PROXIES  # declared torch-free in nas.settings; a test checks each is scored here
+# ZERO_COST_PROXIES is declared torch-free in nas.settings; a test checks each is scored here.
 # Rectifier-like activations: naswot reads the sign of their input, synflow replaces them by the identity.
 RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.PReLU)
 
@@ -148,8 +148,8 @@ def score(proxy_name: str, spec: Spec, batch_x: torch.Tensor | None = None, batc
     ``params`` and ``flops`` need no batch; synflow uses only the batch's image shape. Higher scores
     predict higher trained accuracy (naswot is -inf when two images switch the same units on).
     """
-    if proxy_name not in PROXIES:
-        raise UserError(f"zero-cost proxy: got {proxy_name!r}; allowed: {', '.join(PROXIES)}")
+    if proxy_name not in ZERO_COST_PROXIES:
+        raise UserError(f"zero-cost proxy: got {proxy_name!r}; allowed: {', '.join(ZERO_COST_PROXIES)}")
     if proxy_name == "params":
         return float(count_cost(spec).params)
     if proxy_name == "flops":
@@ -165,4 +165,4 @@ def score(proxy_name: str, spec: Spec, batch_x: torch.Tensor | None = None, batc
         return TORCH_PROXIES[proxy_name](model, x, y)
 
 
-__all__ = ["PROXIES", "RECTIFIERS", "grad_norm", "naswot", "score", "synflow"]
+__all__ = ["RECTIFIERS", "grad_norm", "naswot", "score", "synflow"]

@@ -7,7 +7,7 @@ import io
 import re
 from pathlib import Path
 
-from ..io import save_figure, write_text
+from ..io import new_figure, save_figure, write_text
 from ..spec import save
 from .compound import best_result, constraint_product, is_finite_number
 from .family import FamilyRow
@@ -46,8 +46,7 @@ def write_family(rows: list[FamilyRow], out_dir, base_name: str | None = None) -
 
 def plot_family(rows: list[FamilyRow], path, base_name: str) -> Path:
     """FLOPs (multiply-adds) and params against phi, log scale, with the ideal FLOPs growth dashed."""
-    figure, axes = _figure(1, 1, (6.0, 4.0))
-    ax = axes[0]
+    figure, (ax,) = new_figure(1, (6.0, 4.0))
     phis = [row.phi for row in rows]
     ax.plot(phis, [row.flops for row in rows], "o-", label="FLOPs (multiply-adds)")
     if rows:
@@ -95,7 +94,7 @@ def write_grid(results: list[dict], out_dir) -> list[Path]:
 def plot_grid(results: list[dict], path) -> Path:
     """Left: accuracy of each candidate (labelled alpha/beta/gamma). Right: alpha against beta coloured by
     accuracy (gamma follows from the constraint). The best candidate is starred in both."""
-    figure, (left, right) = _figure(1, 2, (13.0, 4.8))
+    figure, (left, right) = new_figure(2, (13.0, 4.8))
     best = best_result(results)
     scored = [(i, r) for i, r in enumerate(results) if is_finite_number(r.get("accuracy"))]
     failed = [r for r in results if not is_finite_number(r.get("accuracy"))]
@@ -145,14 +144,3 @@ def _write_csv(path: Path, columns, records: list[dict]) -> Path:
     writer.writerows(records)
     write_text(path, buffer.getvalue())
     return path
-
-
-def _figure(rows: int, cols: int, size: tuple[float, float]):
-    """A matplotlib Figure on the Agg canvas, without pyplot (no global state, no display needed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=size)
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, cols, squeeze=False)
-    return figure, list(axes.flat)

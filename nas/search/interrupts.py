@@ -32,11 +32,6 @@ class _State:
 _state = _State()
 
 
-def requested() -> int | None:
-    """The signal that asked the search to stop, or None."""
-    return _state.signum
-
-
 def check() -> None:
     """Raise Interrupted if a signal asked to stop (any thread; a worker thread's safe point)."""
     if _state.signum is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import TrialState
 
 from ..errors import Rejected, UserError
@@ -147,9 +147,20 @@ def recover_interrupted(run_dir: Path, config: SearchConfig) -> int:
     path = run_dir / STORAGE_FILE
     if not path.exists():
         return 0
-    with claim_lock(run_dir):  # no other process appends (or recovers the same trial) meanwhile
-        set_aside_torn_tail(path)
+    with claim_lock(run_dir):  # no other process claims (or recovers the same trial) meanwhile
+        repair_journal(path)
         return recover_interrupted_trials(open_study(run_dir, config))
+
+
+def repair_journal(path: Path) -> None:
+    """Set a torn last record aside under the lock Optuna's appends take (JournalFileBackend's default), so a
+    process that is appending to a shared run right now is waited for, not mistaken for a cut record."""
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        set_aside_torn_tail(path)
+    finally:
+        lock.release()
 
 
 def recover_interrupted_trials(study: optuna.Study) -> int:

@@ -135,6 +135,10 @@ def write_report(run_dir: Path, records: list[dict], best: dict | None, front: l
              "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
              + f"; {seconds:.0f} s evaluating.", "",
              pruning_line(records) + f" (pruner {config.pruner}, on the reward at each epoch before the last)", ""]
+    if config.objective == "latency":  # a latency figure means nothing without where and how it was taken
+        how = "predicted from the per-device latency table" if config.latency == "predicted" else "measured"
+        lines += [f"latency: {how}, on {config.latency_device} with {config.latency_threads} torch thread(s), "
+                  "batch 1, at each candidate's own resolution.", ""]
     if best:
         lines += [f"**best** (trial {best['number']}): reward {best['reward']:.4f}, accuracy {best['accuracy']:.4f}, "
                   f"{human(best['flops'])} FLOPs (multiply-adds), {best['params']:,} params"

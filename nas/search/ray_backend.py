@@ -36,7 +36,6 @@ from ..errors import UserError
 from . import optuna_backend
 from .candidate import Context
 from .config import SearchConfig
-from .journal_repair import set_aside_torn_tail
 from .ray_records import FINISHED_STATES, RAY_DIR, EnoughTrials, StudyWriter, finished_count, next_session
 from .ray_records import records as study_records
 from .ray_searcher import make_scheduler, make_searcher
@@ -63,7 +62,7 @@ def recover_interrupted(run_dir: Path, config: SearchConfig) -> int:
     is appended."""
     journal = Path(run_dir) / optuna_backend.STORAGE_FILE
     if journal.exists():
-        set_aside_torn_tail(journal)
+        optuna_backend.repair_journal(journal)
     return 0
 
 

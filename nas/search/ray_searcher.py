@@ -18,6 +18,7 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from ..io import write_with
 from ..space import fixed_choices
 from ..spec import spec_hash
 from . import optuna_backend
@@ -85,9 +86,10 @@ class NasOptunaSearch(OptunaSearch):
             pass  # a trial this searcher never proposed: a restored searcher saved before it started
 
     def save(self, checkpoint_path: str) -> None:
-        # OptunaSearch saves with plain pickle, which can't take a closure as propose
-        with open(checkpoint_path, "wb") as f:
-            cloudpickle.dump(self.__dict__.copy(), f)
+        # OptunaSearch saves with plain pickle, which can't take a closure as propose. Atomic: a kill mid-save
+        # leaves the previous checkpoint, not half of one.
+        state = self.__dict__.copy()
+        write_with(checkpoint_path, lambda fh: cloudpickle.dump(state, fh), binary=True)
 
 
 def make_searcher(config: SearchConfig, propose: Callable, previous: list[dict], known: dict) -> NasOptunaSearch:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from ..data import check_name
 from ..errors import Interrupted, UserError
-from ..evaluate.data import check_dataset_name
 from ..folders import check_output_folder, check_writable_files
 from ..io import write_text
 from ..space import load_space, sample
@@ -45,9 +45,10 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     stored = stored_settings(Path(out)) if out else None
     config, _ = resolve_config(pairs, stored)
     if stored is not None:
-        check_same_objective(Path(out), as_settings(stored), config)
+        before = as_settings(stored)
+        check_same_objective(Path(out), before, config, any_scored=has_scored_trial(Path(out), before))
     space = load_space(config.space)  # a bad space fails before anything is written
-    check_dataset_name(config.dataset)
+    check_name(config.dataset)
     if config.objective == "energy":
         from ..evaluate.energy import energy_available
 
@@ -60,6 +61,15 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir)}, sort_keys=False))
     return config, run_dir, stored is not None
+
+
+def has_scored_trial(run_dir: Path, config: SearchConfig) -> bool:
+    """Whether a trial of the run in ``run_dir`` was scored (completed or pruned) under its stored settings."""
+    try:
+        found = backend_for(config.backend).records(run_dir, config)
+    except Exception:  # noqa: BLE001 - an unreadable (e.g. torn, not yet repaired) journal: assume it was
+        return True
+    return any(r["state"] in ("complete", "pruned") for r in found)
 
 
 def build_context(config: SearchConfig, evaluator: Callable | None = None, seen_scores=None) -> Context:

@@ -23,7 +23,7 @@ OBJECTIVE_KEYS = ("space", "objective", "target_flops", "target", "w", "reward",
                   "dataset", "data_dir", "resolution", "evaluator", "top_k", "epochs", "batch_size", "optimizer",
                   "lr", "momentum", "weight_decay", "label_smoothing", "schedule", "cycle_epochs", "lr_min_ratio")
 #: ... and, for a measured cost (objective=latency or energy), where and how it is measured.
-MEASURED_COST_KEYS = ("latency", "latency_device")
+MEASURED_COST_KEYS = ("latency", "latency_device", "latency_threads")
 
 
 def stored_settings(out: Path) -> dict | None:
@@ -59,9 +59,20 @@ def changed_settings(before: SearchConfig, after: SearchConfig) -> list[str]:
     return [f"{k} {old[k]!r} -> {new[k]!r}" for k in keys if old.get(k) != new.get(k)]
 
 
-def check_same_objective(run_dir: Path, before: SearchConfig, after: SearchConfig) -> None:
-    """One line naming the differences when a resume would change what the run maximises."""
+#: Kept even by a run with no scored trial: its queued trials hold decisions of this space, and the study's
+#: directions follow the objective.
+STUDY_SHAPE_KEYS = ("space", "objective")
+
+
+def check_same_objective(run_dir: Path, before: SearchConfig, after: SearchConfig, any_scored: bool = True) -> None:
+    """One line naming the differences when a resume would change what the run maximises.
+
+    A run with no scored trial (every one failed, typically for a mistake in the settings) has nothing the new
+    settings could be mixed with: it may be resumed with corrected settings (the failed trials run again),
+    except for the space and the objective."""
     changes = changed_settings(before, after)
+    if not any_scored:
+        changes = [c for c in changes if c.split(" ", 1)[0] in STUDY_SHAPE_KEYS]
     if changes:
         raise UserError(f"out: {run_dir} is a run with other settings ({'; '.join(changes)}); allowed: the same "
                         "settings to resume it, or a new out=")

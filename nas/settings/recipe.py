@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from . import DEVICES, keys_of, setting
+from . import DEVICES, OPTIMIZERS, keys_of, setting
 from .values import Choice, Integer, Number, OrNone, Text
 
 
@@ -22,7 +22,7 @@ class Recipe:
     epochs: int = setting(30, Integer(1), "training epochs")
     batch_size: int = setting(128, Integer(2), "images per step (the last partial batch is dropped)")
     lr: float = setting(0.1, Number(0, 10), "peak learning rate, after the warm-up")
-    optimizer: str = setting("sgd", Choice(("sgd", "adamw")), "sgd (Nesterov momentum 0.9) or adamw")
+    optimizer: str = setting("sgd", Choice(OPTIMIZERS), "sgd (Nesterov momentum 0.9) or adamw")
     weight_decay: float = setting(4e-5, Number(0, 1), "on conv and linear weights only (MobileNetV2's; for "
                                                       "adamw try 0.05)")
     label_smoothing: float = setting(0.1, Number(0, 1, below_high=True), "label smoothing of the loss")
