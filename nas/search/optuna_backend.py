@@ -62,7 +62,7 @@ def make_sampler(config: SearchConfig, finished: int, grid: dict | None = None,
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, config.trials // 3)))
+        return _NSGAIISampler(seed=seed, population_size=max(4, min(20, config.trials // 3)))
     # multivariate + group: TPE models decisions jointly and copes with conditional ones (expansion only
     # for mbconv); constant_liar keeps parallel workers (threads or processes sharing the run) from
     # proposing the same candidate.
@@ -71,6 +71,17 @@ def make_sampler(config: SearchConfig, finished: int, grid: dict | None = None,
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                           n_startup_trials=max(4, min(10, config.trials // 3)),
                                           constant_liar=True)
+
+
+class _NSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II sampler, picklable: since Optuna 5 its genetic-algorithm base holds a threading.Lock,
+    and Ray Tune pickles the searcher (and so its sampler) when a Tuner is made. The lock is made anew."""
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_thread_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _thread_lock=threading.Lock())
 
 
 class _GridSampler(optuna.samplers.GridSampler):
