@@ -32,7 +32,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from . import optuna_backend
 from .candidate import Context
 from .config import SearchConfig
@@ -107,13 +107,26 @@ def connected(config: SearchConfig):
         try:
             _check_resources(config, local=not address)
             yield
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemError) as exc:
+            signalled = _signal_behind(exc)
+            if signalled is None:
+                raise
             if sigterm.received:
                 raise Terminated() from None
-            raise
+            raise signalled from None
         finally:
             ray.shutdown()
             sigterm.restore()
+
+
+def _signal_behind(exc: BaseException) -> BaseException | None:
+    """The signal's exception (KeyboardInterrupt, or nas's Interrupted from run_trials' handler), also when it
+    was raised inside Ray's Cython wait, which lets it out as SystemError ("returned a result with an
+    exception set") caused by it; None for any other error."""
+    if isinstance(exc, KeyboardInterrupt):
+        return exc
+    cause = exc.__cause__ or exc.__context__
+    return cause if isinstance(cause, (KeyboardInterrupt, Interrupted)) else None
 
 
 class Terminated(KeyboardInterrupt):
