@@ -308,6 +308,24 @@ def test_an_architecture_being_trained_is_not_trained_again_at_once(tmp_path, ti
     assert sum(bool(r.get("cached")) for r in result.records) == 2
 
 
+def test_two_processes_on_one_run_train_one_architecture_once(tmp_path, tiny_space):
+    """A space of one architecture, two `nas search` processes on one out=: the later trial (whichever process
+    claimed it) waits for the earlier one's training and takes its result instead of training it again."""
+    text = tiny_space.read_text().replace("block: [mbconv, separable]", "block: [mbconv]")
+    text = text.replace("kernel: [3, 5]", "kernel: [3]").replace("expansion: [3, 6]", "expansion: [3]")
+    one = tmp_path / "one.yaml"
+    one.write_text(text.replace("channel_scale: [0.75, 1.0, 1.5]", "channel_scale: [1.0]"))
+    out = tmp_path / "run"
+    cmd = [NAS, "search", f"space={one}", "trials=2", *CHEAP, f"out={out}", "--quiet"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    found = records(out)
+    assert [r["state"] for r in found] == ["complete", "complete"]
+    assert len({r["spec_hash"] for r in found}) == 1
+    assert sorted(bool(r.get("cached")) for r in found) == [False, True]  # trained once, reused once
+
+
 # ---------------------------------------------------------------------------------------------
 # Run folders
 # ---------------------------------------------------------------------------------------------
