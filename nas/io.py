@@ -8,6 +8,7 @@ CSVs, reports, plots, caches) so a run folder can be shared and read by others.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +19,17 @@ if TYPE_CHECKING:  # matplotlib is imported only where a figure is made: importi
     from matplotlib.figure import Figure
 
 FILE_MODE = 0o644
+TEMP_SUFFIX = ".tmp"
+_HOST = socket.gethostname().replace(".", "_")  # no dots: the temp name is split on them
+_WRITER = f"{_HOST}-{os.getpid()}"
 
 
 def write_with(path: str | os.PathLike, write: Callable[[IO], object], binary: bool = False) -> Path:
     """Call ``write(file_object)`` on a temp file beside ``path``, then move it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the writer's host and pid in the name: remove_stale_temporaries can tell a dead writer's leftover
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_WRITER}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
             write(fh)
@@ -37,6 +42,30 @@ def write_with(path: str | os.PathLike, write: Callable[[IO], object], binary: b
             os.unlink(tmp)
         raise
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Delete the temp files in ``folder`` (and below) that a writer killed mid-write (kill -9, power loss)
+    left behind: those whose writer ran on this host and is gone. A live writer's (another process sharing
+    the folder) and another host's are kept. Returns what was deleted."""
+    removed = []
+    folder = Path(folder)
+    for tmp in (folder.rglob if recursive else folder.glob)(f".*{TEMP_SUFFIX}"):
+        host, _, pid = tmp.name[:-len(TEMP_SUFFIX)].rsplit(".", 2)[-2].rpartition("-")
+        if host == _HOST and pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

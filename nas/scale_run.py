@@ -33,7 +33,7 @@ from . import scale
 from .cost import Cost, count_cost
 from .errors import UserError, did_you_mean
 from .folders import check_output_folder, check_writable_files, read_settings_file
-from .io import write_text
+from .io import remove_stale_temporaries, write_text
 from .scale.matched import single_dimension_rows
 from .scaled_resolution import ScaledResolutionEvaluator
 from .settings import GRID_KEYS, TRAIN_KEYS, GridSettings, parse_grid, parse_pairs
@@ -331,6 +331,8 @@ def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inher
 
         check_same_objective(grid_dir, as_settings(stored_config), config)
     grid_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(grid_dir)  # what a kill -9 mid-write of an earlier run left
+    remove_stale_temporaries(grid_dir.parent, recursive=False)
     if stored_grid is None:
         save(base, grid_dir / BASE_FILE)
         write_text(grid_dir / GRID_FILE, yaml.safe_dump(

@@ -24,7 +24,7 @@ import yaml
 
 from .errors import UserError
 from .folders import check_output_folder, check_writable_files, read_settings_file
-from .io import new_figure, save_figure, write_text
+from .io import new_figure, remove_stale_temporaries, save_figure, write_text
 from .settings import known_key, parse_pairs
 from .settings.recipe import RECIPE_KEYS, TRAIN_RUN_KEYS, Recipe
 from .spec import Spec, dumps, load
@@ -147,6 +147,8 @@ def run_train(source: str, pairs: list[str], progress: bool = True, say: Callabl
     out_dir = out_dir or runs_dir / f"{spec.name}-train-{time.strftime('%Y%m%d-%H%M%S')}"
     check_output_folder("out", out_dir, "a folder (new, or an earlier nas train out=)")
     check_writable_files("out", out_dir)
+    if out_dir.is_dir():
+        remove_stale_temporaries(out_dir)  # what a kill -9 mid-write (a checkpoint, a plot) left
     stored = {}
     if _is_train_folder(out_dir):
         stored = read_settings_file(out_dir / "recipe.yaml", "out", "a folder written by nas train")
