@@ -52,18 +52,19 @@ def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) 
     folder = Path(folder)
     for tmp in (folder.rglob if recursive else folder.glob)(f".*{TEMP_SUFFIX}"):
         host, _, pid = tmp.name[:-len(TEMP_SUFFIX)].rsplit(".", 2)[-2].rpartition("-")
-        if host == _HOST and pid.isdigit() and not _alive(int(pid)):
+        if host == _HOST and pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (someone else's counts: it is alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's process: alive
+    except PermissionError:
         return True
     return True
 

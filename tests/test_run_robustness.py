@@ -39,6 +39,22 @@ def quick(spec, report=None):
     return Evaluation(0.5, 0.0)
 
 
+def failing_with(key, value, allowed):
+    """An evaluator that fails every trial for a configuration error (a SpecError naming ``key``)."""
+    def evaluate(spec, report=None):
+        raise SpecError(key, value, allowed)
+    return evaluate
+
+
+def one_architecture_space(tiny_space, folder):
+    """The tiny space with every choice fixed but one value: each trial proposes the same architecture."""
+    text = tiny_space.read_text().replace("block: [mbconv, separable]", "block: [mbconv]")
+    text = text.replace("kernel: [3, 5]", "kernel: [3]").replace("expansion: [3, 6]", "expansion: [3]")
+    one = folder / "one.yaml"
+    one.write_text(text.replace("channel_scale: [0.75, 1.0, 1.5]", "channel_scale: [1.0]"))
+    return one
+
+
 def wait_for(predicate, seconds=120.0):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -221,11 +237,8 @@ def test_every_trial_failing_is_an_error_and_a_corrected_resume_reruns_them(tiny
     out = tmp_path / "run"
     args = [f"space={tiny_space}", *CHEAP, "trials=3", f"out={out}"]
 
-    def misconfigured(spec, report=None):
-        raise SpecError("resolution", 2, "a larger image")
-
     with pytest.raises(nas.UserError, match="every trial failed.*resolution: got 2"):
-        run_search(args, evaluator=misconfigured, progress=False)
+        run_search(args, evaluator=failing_with("resolution", 2, "a larger image"), progress=False)
     assert [r["state"] for r in records(out)] == ["failed"] * 3
     result = run_search(args, evaluator=quick, progress=False, say=lambda _: None)
     assert sum(r["state"] == "complete" for r in result.records) == 3  # not counted as done: run again
@@ -236,11 +249,9 @@ def test_a_run_whose_every_trial_failed_resumes_with_corrected_settings(tiny_spa
     out = tmp_path / "run"
     base = [f"space={tiny_space}", *CHEAP, "trials=2", f"out={out}"]
 
-    def too_large_an_lr(spec, report=None):
-        raise SpecError("lr", 5.0, "a learning rate at which training does not diverge")
-
     with pytest.raises(nas.UserError, match="every trial failed"):
-        run_search([*base, "lr=5"], evaluator=too_large_an_lr, progress=False)
+        run_search([*base, "lr=5"], evaluator=failing_with("lr", 5.0, "a learning rate that does not diverge"),
+                   progress=False)
     # nothing was scored under lr=5, so the corrected setting is taken and the failed trials run again
     result = run_search([*base, "lr=0.01"], evaluator=quick, progress=False, say=lambda _: None)
     assert sum(r["state"] == "complete" for r in result.records) == 2
@@ -263,11 +274,9 @@ def test_a_latency_run_keeps_its_thread_count_and_reports_it(tiny_space, tmp_pat
 def test_a_run_with_no_scored_trial_still_keeps_its_space(tiny_space, tmp_path):
     out = tmp_path / "run"
 
-    def broken(spec, report=None):
-        raise SpecError("resolution", 2, "a larger image")
-
     with pytest.raises(nas.UserError, match="every trial failed"):
-        run_search([f"space={tiny_space}", *CHEAP, "trials=1", f"out={out}"], evaluator=broken, progress=False)
+        run_search([f"space={tiny_space}", *CHEAP, "trials=1", f"out={out}"],
+                   evaluator=failing_with("resolution", 2, "a larger image"), progress=False)
     with pytest.raises(nas.UserError, match="space"):
         run_search(["space=mnas", *CHEAP, "trials=1", f"out={out}"], evaluator=quick, progress=False)
 
@@ -291,10 +300,7 @@ def test_two_processes_on_one_run_finish_exactly_the_trials(tiny_space, tmp_path
 
 
 def test_an_architecture_being_trained_is_not_trained_again_at_once(tmp_path, tiny_space):
-    text = tiny_space.read_text().replace("block: [mbconv, separable]", "block: [mbconv]")
-    text = text.replace("kernel: [3, 5]", "kernel: [3]").replace("expansion: [3, 6]", "expansion: [3]")
-    one = tmp_path / "one.yaml"
-    one.write_text(text.replace("channel_scale: [0.75, 1.0, 1.5]", "channel_scale: [1.0]"))
+    one = one_architecture_space(tiny_space, tmp_path)
     calls = []
 
     def slow(spec, report=None):
@@ -311,10 +317,7 @@ def test_an_architecture_being_trained_is_not_trained_again_at_once(tmp_path, ti
 def test_two_processes_on_one_run_train_one_architecture_once(tmp_path, tiny_space):
     """A space of one architecture, two `nas search` processes on one out=: the later trial (whichever process
     claimed it) waits for the earlier one's training and takes its result instead of training it again."""
-    text = tiny_space.read_text().replace("block: [mbconv, separable]", "block: [mbconv]")
-    text = text.replace("kernel: [3, 5]", "kernel: [3]").replace("expansion: [3, 6]", "expansion: [3]")
-    one = tmp_path / "one.yaml"
-    one.write_text(text.replace("channel_scale: [0.75, 1.0, 1.5]", "channel_scale: [1.0]"))
+    one = one_architecture_space(tiny_space, tmp_path)
     out = tmp_path / "run"
     cmd = [NAS, "search", f"space={one}", "trials=2", *CHEAP, f"out={out}", "--quiet"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]

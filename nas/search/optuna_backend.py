@@ -20,7 +20,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import TrialState
 
 from ..errors import Rejected, UserError
-from ..io import create_appendable
+from ..io import create_appendable, process_alive
 from . import interrupts
 from .candidate import Context, run_candidate
 from .config import SearchConfig
@@ -132,16 +132,6 @@ def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
     return KeepFractionPruner(keep=0.75, n_startup_trials=5)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def held(trial: optuna.trial.FrozenTrial) -> bool:
     """Is a RUNNING trial still being evaluated? Yes when its worker is on another machine or is a live process
     here other than this one (whoever asks runs no trial at that moment); no for a dead or unnamed worker."""
@@ -150,7 +140,7 @@ def held(trial: optuna.trial.FrozenTrial) -> bool:
         return False
     if worker_host != socket.gethostname():
         return True
-    return int(pid) != os.getpid() and _pid_alive(int(pid))
+    return int(pid) != os.getpid() and process_alive(int(pid))
 
 
 def recover_interrupted(run_dir: Path, config: SearchConfig) -> int:
