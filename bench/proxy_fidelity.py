@@ -1,22 +1,27 @@
 """Does the proxy rank architectures the way a longer training on the real task does?
 
     .venv/bin/python bench/proxy_fidelity.py [--archs 24] [--jobs 2] [--ref-images 20000] [--ref-epochs 4]
-                                             [--settings NAME,NAME] [--data-dir DIR]
+                                             [--ref-seeds 4] [--settings NAME,NAME] [--data-dir DIR]
 
 Samples ``--archs`` distinct architectures from the mnas space (seed 0). The REFERENCE ranking is each
 architecture's held-out top-1 after a longer training on the full Fashion-MNIST training set
-(``fashion-mnist-full``: ``--ref-images`` images at 28 px, ``--ref-epochs`` epochs, one seed), the task a
-Fashion-MNIST proxy stands for. Each candidate PROXY SETTING (a data set, a resolution, a number of
-epochs, a training-subset size) then trains every architecture under two seeds. Per setting it prints:
+(``fashion-mnist-full``: ``--ref-images`` images at 28 px, ``--ref-epochs`` epochs, the mean over
+``--ref-seeds`` seeds), the task a Fashion-MNIST proxy stands for. The reference's own seeds disagree too: the
+first row measures the reference against itself, the noise any proxy's tau is measured through. Each candidate
+PROXY SETTING (a data set, a resolution, a number of epochs, a training-subset size) then trains every
+architecture under two seeds. Per setting it prints:
 
 - seconds per candidate (one torch thread, ``--jobs`` worker processes, on whatever else the machine runs),
 - Kendall tau of the proxy's accuracy ranking (mean of the two seeds' accuracies) against the reference,
 - Kendall tau between the two seeds' rankings (how much of the ranking is noise),
-- how many of the reference's best three are in the proxy's top five.
+- how many of the reference's best three are in the proxy's top five,
+- with 24 architectures tau is uncertain by about +-0.15: a bootstrap interval, and the share of paired
+  resamples in which a setting ranks closer to the reference than the setting nas uses by default.
 
-The reference results are cached in bench/results/proxy_fidelity_reference.json (keyed by spec hash and
-the reference settings), so re-running with other proxy settings costs only the proxies. The table goes
-to bench/results/proxy_fidelity.md, every accuracy to bench/results/proxy_fidelity.csv.
+Every training is cached, the reference's in bench/results/proxy_fidelity_reference.json and the proxies' in
+bench/results/proxy_fidelity_proxies.json (keyed by the settings, the seed and the spec hash), so a re-run trains
+only what is new and the table covers every setting measured so far. The table goes to
+bench/results/proxy_fidelity.md, every accuracy to bench/results/proxy_fidelity.csv.
 
 Only accuracy is ranked: the reward's cost term is exact and the same in proxy and reference.
 """
@@ -29,6 +34,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +44,8 @@ from nas.spec import Spec, dumps, loads, spec_hash
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE_CACHE = RESULTS / "proxy_fidelity_reference.json"
+PROXY_CACHE = RESULTS / "proxy_fidelity_proxies.json"
+SEEDS = (0, 1)
 
 
 @dataclass(frozen=True)
@@ -49,11 +57,18 @@ class Setting:
     max_train: int | None = None
     batch_size: int = 32
 
+    def tag(self, seed: int) -> str:
+        """The cache key: every field that changes a result (the name is only a label)."""
+        return f"{self.dataset}-{self.resolution}px-{self.epochs}ep-{self.max_train}-b{self.batch_size}-seed{seed}"
 
-# The candidates: today's default (digits, 8 px) and Fashion-MNIST subsets at 14 and 28 px, shorter and longer.
+
+# The candidates: the default (digits, 8 px) and Fashion-MNIST subsets at 14 and 28 px, shorter and longer.
 SETTINGS = {s.name: s for s in (
     Setting("digits-8px-4ep", "digits", None, 4),
+    Setting("digits-8px-8ep", "digits", None, 8),
+    Setting("digits-8px-12ep", "digits", None, 12),   # the final selection's schedule (3x the default epochs)
     Setting("fmnist-14px-2ep", "fashion-mnist", 14, 2),
+    Setting("fmnist-14px-3ep", "fashion-mnist", 14, 3),
     Setting("fmnist-14px-4ep", "fashion-mnist", 14, 4),
     Setting("fmnist-14px-4ep-4k", "fashion-mnist", 14, 4, max_train=4000),
     Setting("fmnist-28px-2ep", "fashion-mnist", 28, 2),
@@ -65,10 +80,23 @@ SETTINGS = {s.name: s for s in (
 _data_cache: dict = {}
 
 
+def default_setting() -> Setting | None:
+    """The setting that is what `nas search` does with its defaults (so the table marks it), if listed."""
+    from nas.settings import SearchConfig, TrainSettings
+
+    config, train = SearchConfig(), TrainSettings()
+    for s in SETTINGS.values():
+        if ((s.dataset, s.resolution, s.epochs, s.max_train, s.batch_size)
+                == (config.dataset, config.resolution, train.epochs, None, train.batch_size)):
+            return s
+    return None
+
+
 def sample_specs(count: int, seed: int = 0) -> list[Spec]:
     space = load_space("mnas")
     choose = random_choices(seed)
-    specs, seen = [], set()
+    specs: list[Spec] = []
+    seen: set[str] = set()
     while len(specs) < count:
         spec = sample(space, choose)
         if spec_hash(spec) not in seen:
@@ -93,36 +121,41 @@ def train_one(spec_yaml: str, setting: dict, seed: int, data_dir: str | None) ->
     spec = loads(spec_yaml)
     result = train_and_evaluate(spec, _data_cache[key], TrainSettings(epochs=s.epochs, batch_size=s.batch_size,
                                                                       seed=seed, device="cpu", threads=1))
-    return {"setting": s.name, "spec_hash": spec_hash(spec), "seed": seed, "accuracy": result.accuracy,
-            "seconds": result.seconds}
+    return {"tag": s.tag(seed), "spec_hash": spec_hash(spec), "accuracy": result.accuracy, "seconds": result.seconds}
 
 
-def run_all(jobs: list[tuple[Spec, Setting, int]], workers: int, data_dir: str | None, label: str) -> list[dict]:
+def run_all(jobs: list[tuple[Spec, Setting, int]], workers: int, data_dir: str | None, label: str) -> Iterator[dict]:
+    """Train ``jobs`` in ``workers`` processes, yielding each result as it finishes."""
     from tqdm import tqdm
 
-    rows = []
     with ProcessPoolExecutor(workers) as pool:
         futures = [pool.submit(train_one, dumps(spec), asdict(setting), seed, data_dir) for spec, setting, seed in jobs]
         for future in tqdm(as_completed(futures), total=len(futures), desc=label, file=sys.stderr,
                            disable=not sys.stderr.isatty()):
-            rows.append(future.result())
-    return rows
+            yield future.result()
 
 
-def reference(specs: list[Spec], args) -> dict[str, float]:
-    setting = Setting("reference", "fashion-mnist-full", 28, args.ref_epochs, max_train=args.ref_images, batch_size=64)
-    tag = f"{setting.dataset}-{setting.resolution}px-{setting.epochs}ep-{setting.max_train}-b{setting.batch_size}"
-    cache = json.loads(REFERENCE_CACHE.read_text()) if REFERENCE_CACHE.exists() else {}
-    known = cache.setdefault(tag, {})
-    todo = [(spec, setting, 0) for spec in specs if spec_hash(spec) not in known]
+def cached_runs(cache_file: Path, jobs: list[tuple[Spec, Setting, int]], workers: int, data_dir: str | None,
+                label: str) -> dict[tuple[str, str], dict]:
+    """Accuracy per (setting tag, spec hash) for ``jobs``, training only those not in ``cache_file`` yet.
+
+    Each finished training is written at once (atomically), so an interrupted bench loses nothing.
+    """
+    from nas.io import write_text
+
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    todo = [(spec, s, seed) for spec, s, seed in jobs if spec_hash(spec) not in cache.get(s.tag(seed), {})]
     if todo:
-        for row in run_all(todo, args.jobs, args.data_dir, "reference"):
-            known[row["spec_hash"]] = {"accuracy": row["accuracy"], "seconds": row["seconds"]}
-            RESULTS.mkdir(exist_ok=True)
-            REFERENCE_CACHE.write_text(json.dumps(cache, indent=1, sort_keys=True))
-    print(f"reference: {tag}, {sum(known[spec_hash(s)]['seconds'] for s in specs) / len(specs):.1f} s per "
-          f"architecture", file=sys.stderr)
-    return {spec_hash(s): known[spec_hash(s)]["accuracy"] for s in specs}
+        RESULTS.mkdir(exist_ok=True)
+        for row in run_all(todo, workers, data_dir, label):
+            cache.setdefault(row["tag"], {})[row["spec_hash"]] = {"accuracy": row["accuracy"],
+                                                                  "seconds": row["seconds"]}
+            write_text(cache_file, json.dumps(cache, indent=1, sort_keys=True))
+    return {(s.tag(seed), spec_hash(spec)): cache[s.tag(seed)][spec_hash(spec)] for spec, s, seed in jobs}
+
+
+def reference_setting(args) -> Setting:
+    return Setting("reference", "fashion-mnist-full", 28, args.ref_epochs, max_train=args.ref_images, batch_size=64)
 
 
 def kendall(a: list[float], b: list[float]) -> float:
@@ -131,39 +164,116 @@ def kendall(a: list[float], b: list[float]) -> float:
     return float(kendalltau(a, b).statistic)
 
 
+def kendall_interval(a: list[float], b: list[float], rounds: int = 2000, level: float = 0.9) -> tuple[float, float]:
+    """A bootstrap interval of Kendall tau over the architectures: with 24 of them, tau itself is uncertain
+    by about +-0.1, and two settings whose intervals overlap are not told apart by this bench."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, y = np.asarray(a), np.asarray(b)
+    taus = []
+    for _ in range(rounds):
+        pick = rng.integers(0, len(x), len(x))
+        taus.append(kendall(list(x[pick]), list(y[pick])))
+    low, high = np.quantile(taus, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def paired_better(mine: list[float], default: list[float], ref: list[float], rounds: int = 2000) -> float:
+    """The share of bootstrap resamples of the architectures in which ``mine`` ranks closer to the reference than
+    ``default`` does (Kendall tau, both on the same resample): about 0.5 means no difference is seen."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    a, b, r = np.asarray(mine), np.asarray(default), np.asarray(ref)
+    wins = 0
+    for _ in range(rounds):
+        pick = rng.integers(0, len(r), len(r))
+        wins += kendall(list(a[pick]), list(r[pick])) > kendall(list(b[pick]), list(r[pick]))
+    return wins / rounds
+
+
 def top(scores: dict[str, float], k: int) -> set[str]:
-    return set(sorted(scores, key=scores.get, reverse=True)[:k])
+    return set(sorted(scores, key=lambda h: scores[h], reverse=True)[:k])
 
 
-def summarise(setting: Setting, rows: list[dict], ref: dict[str, float]) -> dict:
-    by_seed = {seed: {r["spec_hash"]: r["accuracy"] for r in rows if r["seed"] == seed} for seed in (0, 1)}
+def by_seed(setting: Setting, runs: dict, hashes: list[str], seeds) -> dict[int, dict[str, float]]:
+    return {seed: {h: runs[(setting.tag(seed), h)]["accuracy"] for h in hashes} for seed in seeds}
+
+
+def summarise(name: str, seeds: dict[int, dict[str, float]], seconds: float, ref: dict[str, float]) -> dict:
     hashes = list(ref)
-    mean = {h: (by_seed[0][h] + by_seed[1][h]) / 2 for h in hashes}
+    mean = {h: sum(accuracies[h] for accuracies in seeds.values()) / len(seeds) for h in hashes}
     return {
-        "setting": setting.name,
-        "seconds": sum(r["seconds"] for r in rows) / len(rows),
+        "setting": name,
+        "seconds": seconds,
         "tau_reference": kendall([mean[h] for h in hashes], [ref[h] for h in hashes]),
-        "tau_reference_seed0": kendall([by_seed[0][h] for h in hashes], [ref[h] for h in hashes]),
-        "tau_seeds": kendall([by_seed[0][h] for h in hashes], [by_seed[1][h] for h in hashes]),
+        "tau_reference_interval": kendall_interval([mean[h] for h in hashes], [ref[h] for h in hashes]),
+        # What a search sees: one seed per candidate (averaged over which seed that is).
+        "tau_reference_one_seed": sum(kendall([seeds[seed][h] for h in hashes], [ref[h] for h in hashes])
+                                      for seed in seeds) / len(seeds),
+        "tau_seeds": kendall([seeds[0][h] for h in hashes], [seeds[1][h] for h in hashes]),
         "top3_in_top5": len(top(ref, 3) & top(mean, 5)),
         "accuracy_range": (min(mean.values()), max(mean.values())),
+        "mean": mean,
     }
 
 
-def markdown(summaries: list[dict], args, ref: dict[str, float]) -> str:
+def reference_noise(name: str, seeds: dict[int, dict[str, float]], seconds: float) -> dict:
+    """The reference measured against itself, in the proxies' columns, so its noise reads as a ceiling.
+
+    "vs reference (one seed)" is each seed against the mean of the other seeds (leave one out); "vs reference
+    (mean of seeds)" is the mean of seeds 0 and 1 against the mean of seeds 2 and 3 (split half, with 4+ seeds):
+    how far a two-seed mean, like the proxies' column, can agree with an independent one.
+    """
+    hashes = list(seeds[0])
+
+    def mean(chosen) -> dict[str, float]:
+        return {h: sum(seeds[seed][h] for seed in chosen) / len(chosen) for h in hashes}
+
+    others = mean([seed for seed in seeds if seed != 0])
+    leave_one_out = sum(kendall(list(seeds[seed].values()), list(mean([s for s in seeds if s != seed]).values()))
+                        for seed in seeds) / len(seeds)
+    split_half = (kendall(list(mean([0, 1]).values()), list(mean([2, 3]).values())) if len(seeds) >= 4
+                  else float("nan"))
+    return {
+        "setting": name,
+        "seconds": seconds,
+        "tau_reference": split_half,
+        "tau_reference_interval": None,
+        "tau_reference_one_seed": leave_one_out,
+        "tau_seeds": kendall(list(seeds[0].values()), list(seeds[1].values())),
+        "top3_in_top5": len(top(others, 3) & top(seeds[0], 5)),
+        "accuracy_range": (min(others.values()), max(others.values())),
+    }
+
+
+def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, float]) -> str:
     lines = [f"{args.archs} architectures from the mnas space. Reference: fashion-mnist-full, {args.ref_images} "
-             f"training images at 28 px, {args.ref_epochs} epochs (held-out top-1 {min(ref.values()):.3f} to "
-             f"{max(ref.values()):.3f}). Proxies under seeds 0 and 1, one torch thread per trial, {args.jobs} "
-             f"worker processes on a 2-core machine.", "",
-             "| proxy setting | s / candidate | tau vs reference (mean of seeds) | tau vs reference (one seed) "
-             "| tau between seeds | reference top 3 in proxy top 5 | accuracy range |",
-             "|---|---:|---:|---:|---:|---:|---|"]
-    for s in summaries:
+             f"training images at 28 px, {args.ref_epochs} epochs, mean of seeds 0..{args.ref_seeds - 1} (held-out "
+             f"top-1 {min(ref.values()):.3f} to {max(ref.values()):.3f}). Proxies under seeds 0 and 1, one torch "
+             f"thread per trial, worker processes on a 2-core machine. Mean of seeds: the two seeds' mean accuracy "
+             f"against the reference, with a 90% bootstrap interval over the architectures; one seed: each seed "
+             f"alone (what a search sees), averaged over the two. The first row is the reference against itself: "
+             f"each seed against the mean of the others (one-seed column), the mean of seeds 0-1 against the mean "
+             f"of seeds 2-3 (mean-of-seeds column), seed 0 against seed 1: the noise through which every proxy's "
+             f"tau is measured. Closer than the default: the share of 2,000 bootstrap resamples of the "
+             f"architectures in which the setting's mean-of-seeds tau beats the default's (0.5: no difference).", "",
+             "| setting | s / candidate | tau vs reference (mean of seeds) | tau vs reference (one seed) "
+             "| tau between seeds | reference top 3 in top 5 | accuracy range | closer than the default |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for s in [reference_row, *summaries]:
         low, high = s["accuracy_range"]
-        lines.append(f"| {s['setting']} | {s['seconds']:.1f} | {s['tau_reference']:.2f} | "
-                     f"{s['tau_reference_seed0']:.2f} | {s['tau_seeds']:.2f} | {s['top3_in_top5']}/3 | "
-                     f"{low:.3f}-{high:.3f} |")
+        interval = s["tau_reference_interval"]
+        mean_seeds = f"{s['tau_reference']:.2f}" + (f" ({interval[0]:.2f}-{interval[1]:.2f})" if interval else "")
+        lines.append(f"| {s['setting']} | {s['seconds']:.1f} | {mean_seeds} | "
+                     f"{s['tau_reference_one_seed']:.2f} | {s['tau_seeds']:.2f} | {s['top3_in_top5']}/3 | "
+                     f"{low:.3f}-{high:.3f} | {s.get('better_than_default', '')} |")
     return "\n".join(lines)
+
+
+def mean_seconds(runs: dict, keys) -> float:
+    return sum(runs[key]["seconds"] for key in keys) / len(keys)
 
 
 def main() -> None:
@@ -172,26 +282,54 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--ref-images", type=int, default=20000)
     parser.add_argument("--ref-epochs", type=int, default=4)
+    parser.add_argument("--ref-seeds", type=int, default=4, help="the reference is the mean over this many seeds (>= 2)")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: " + ", ".join(SETTINGS))
     parser.add_argument("--data-dir", help="where the full Fashion-MNIST IDX files are (default: nas's search path)")
     args = parser.parse_args()
+    unknown = [name for name in args.settings.split(",") if name not in SETTINGS]
+    if unknown or args.ref_seeds < 2:
+        parser.error(f"--settings: unknown {unknown}; allowed: {', '.join(SETTINGS)}" if unknown
+                     else f"--ref-seeds: got {args.ref_seeds}; allowed: 2 or more (the reference row needs two)")
     chosen = [SETTINGS[name] for name in args.settings.split(",")]
 
     start = time.perf_counter()
     specs = sample_specs(args.archs)
-    ref = reference(specs, args)
-    rows = run_all([(spec, s, seed) for s in chosen for seed in (0, 1) for spec in specs], args.jobs, args.data_dir,
-                   "proxies")
-    summaries = [summarise(s, [r for r in rows if r["setting"] == s.name], ref) for s in chosen]
-    table = markdown(summaries, args, ref)
+    hashes = [spec_hash(spec) for spec in specs]
+    ref_setting = reference_setting(args)
+    ref_seeds = range(args.ref_seeds)
+    ref_runs = cached_runs(REFERENCE_CACHE, [(spec, ref_setting, seed) for seed in ref_seeds for spec in specs],
+                           args.jobs, args.data_dir, "reference")
+    ref_by_seed = by_seed(ref_setting, ref_runs, hashes, ref_seeds)
+    ref = {h: sum(accuracies[h] for accuracies in ref_by_seed.values()) / len(ref_by_seed) for h in hashes}
+    reference_row = reference_noise(f"reference itself ({ref_setting.tag(0).rsplit('-seed', 1)[0]})", ref_by_seed,
+                                    mean_seconds(ref_runs, list(ref_runs)))
+
+    proxy_runs = cached_runs(PROXY_CACHE, [(spec, s, seed) for s in chosen for seed in SEEDS for spec in specs],
+                             args.jobs, args.data_dir, "proxies")
+    summaries = [summarise(s.name, by_seed(s, proxy_runs, hashes, SEEDS),
+                           mean_seconds(proxy_runs, [(s.tag(seed), h) for seed in SEEDS for h in hashes]), ref)
+                 for s in chosen]
+    default = default_setting()
+    base = next((x for x in summaries if default and x["setting"] == default.name), None)
+    for summary in summaries:
+        if base is None:
+            break
+        if summary is base:
+            continue
+        share = paired_better([summary["mean"][h] for h in hashes], [base["mean"][h] for h in hashes],
+                              [ref[h] for h in hashes])
+        summary["better_than_default"] = f"{share:.2f}"
+    if base is not None:
+        base["setting"] += " (the default)"
+    table = markdown(summaries, reference_row, args, ref)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "proxy_fidelity.md").write_text(table + "\n")
     with (RESULTS / "proxy_fidelity.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["setting", "spec_hash", "seed", "accuracy", "seconds"])
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: (r["setting"], r["spec_hash"], r["seed"])))
-        writer.writerows({"setting": "reference", "spec_hash": h, "seed": 0, "accuracy": a, "seconds": ""}
-                         for h, a in ref.items())
+        writer = csv.writer(f)
+        writer.writerow(["setting", "seed", "spec_hash", "accuracy", "seconds"])
+        for (tag, h), run in sorted({**ref_runs, **proxy_runs}.items()):
+            setting_tag, seed = tag.rsplit("-seed", 1)
+            writer.writerow([setting_tag, seed, h, run["accuracy"], run["seconds"]])
     print(table)
     print(f"\n{time.perf_counter() - start:.0f} s; wrote bench/results/proxy_fidelity.{{md,csv}}")
 

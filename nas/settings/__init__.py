@@ -97,9 +97,12 @@ class SearchConfig:
     final_seeds: int = setting(2, Integer(1), "final selection: seeds per candidate (seed, seed+1, ...); its "
                                "reward is reward(mean accuracy over them, cost)")
     train: TrainSettings = field(default_factory=TrainSettings)
-    dataset: str = setting("digits", Text("digits (built in, offline), cifar10, cifar100, imagefolder:PATH"),
-                           "the proxy's data set (cifar10 / cifar100 read from data_dir)")
-    data_dir: str | None = setting(None, OrNone(Text("a folder")), "where cifar10 / cifar100 live")
+    dataset: str = setting("digits", Text("digits, fashion-mnist (both built in, offline), fashion-mnist-full, "
+                                          "cifar10, cifar100, imagefolder:PATH"),
+                           "the proxy's data set (fashion-mnist-full / cifar10 / cifar100 read from data_dir)")
+    data_dir: str | None = setting(None, OrNone(Text("a folder")),
+                                   "where fashion-mnist-full / cifar10 / cifar100 live "
+                                   "(default: the cache, then system folders)")
     resolution: int | None = setting(None, OrNone(Integer(8)), "proxy-training side in pixels (FLOPs are always "
                                      "the spec's own)", shown="data set's, at least the space's proxy_resolution")
     evaluator: str = setting("train", Evaluator(), "how a candidate is scored (hybrid: synflow screens, the "
