@@ -164,33 +164,34 @@ def kendall(a: list[float], b: list[float]) -> float:
     return float(kendalltau(a, b).statistic)
 
 
-def kendall_interval(a: list[float], b: list[float], rounds: int = 2000, level: float = 0.9) -> tuple[float, float]:
-    """A bootstrap interval of Kendall tau over the architectures: with 24 of them, tau itself is uncertain
-    by about +-0.1, and two settings whose intervals overlap are not told apart by this bench."""
+def bootstrap_picks(count: int, seed: int, rounds: int = 2000):
+    """Index arrays resampling ``count`` architectures with replacement, ``rounds`` times."""
     import numpy as np
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, count, count) for _ in range(rounds))
+
+
+def kendall_interval(a: list[float], b: list[float], level: float = 0.9) -> tuple[float, float]:
+    """A bootstrap interval of Kendall tau over the architectures: with 24 of them, tau itself is uncertain
+    by about +-0.15, and two settings whose intervals overlap are not told apart by this bench."""
+    import numpy as np
+
     x, y = np.asarray(a), np.asarray(b)
-    taus = []
-    for _ in range(rounds):
-        pick = rng.integers(0, len(x), len(x))
-        taus.append(kendall(list(x[pick]), list(y[pick])))
+    taus = [kendall(list(x[pick]), list(y[pick])) for pick in bootstrap_picks(len(x), seed=0)]
     low, high = np.quantile(taus, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
 
-def paired_better(mine: list[float], default: list[float], ref: list[float], rounds: int = 2000) -> float:
+def paired_better(mine: list[float], default: list[float], ref: list[float]) -> float:
     """The share of bootstrap resamples of the architectures in which ``mine`` ranks closer to the reference than
     ``default`` does (Kendall tau, both on the same resample): about 0.5 means no difference is seen."""
     import numpy as np
 
-    rng = np.random.default_rng(1)
     a, b, r = np.asarray(mine), np.asarray(default), np.asarray(ref)
-    wins = 0
-    for _ in range(rounds):
-        pick = rng.integers(0, len(r), len(r))
-        wins += kendall(list(a[pick]), list(r[pick])) > kendall(list(b[pick]), list(r[pick]))
-    return wins / rounds
+    wins = [kendall(list(a[pick]), list(r[pick])) > kendall(list(b[pick]), list(r[pick]))
+            for pick in bootstrap_picks(len(r), seed=1)]
+    return sum(wins) / len(wins)
 
 
 def top(scores: dict[str, float], k: int) -> set[str]:
@@ -201,9 +202,15 @@ def by_seed(setting: Setting, runs: dict, hashes: list[str], seeds) -> dict[int,
     return {seed: {h: runs[(setting.tag(seed), h)]["accuracy"] for h in hashes} for seed in seeds}
 
 
+def seed_mean(seeds: dict[int, dict[str, float]], chosen=None) -> dict[str, float]:
+    """Each architecture's accuracy averaged over the ``chosen`` seeds (default: all of them)."""
+    chosen = list(seeds) if chosen is None else list(chosen)
+    return {h: sum(seeds[seed][h] for seed in chosen) / len(chosen) for h in next(iter(seeds.values()))}
+
+
 def summarise(name: str, seeds: dict[int, dict[str, float]], seconds: float, ref: dict[str, float]) -> dict:
     hashes = list(ref)
-    mean = {h: sum(accuracies[h] for accuracies in seeds.values()) / len(seeds) for h in hashes}
+    mean = seed_mean(seeds)
     return {
         "setting": name,
         "seconds": seconds,
@@ -226,16 +233,14 @@ def reference_noise(name: str, seeds: dict[int, dict[str, float]], seconds: floa
     (mean of seeds)" is the mean of seeds 0 and 1 against the mean of seeds 2 and 3 (split half, with 4+ seeds):
     how far a two-seed mean, like the proxies' column, can agree with an independent one.
     """
-    hashes = list(seeds[0])
+    def others_than(seed: int) -> dict[str, float]:
+        return seed_mean(seeds, [other for other in seeds if other != seed])
 
-    def mean(chosen) -> dict[str, float]:
-        return {h: sum(seeds[seed][h] for seed in chosen) / len(chosen) for h in hashes}
-
-    others = mean([seed for seed in seeds if seed != 0])
-    leave_one_out = sum(kendall(list(seeds[seed].values()), list(mean([s for s in seeds if s != seed]).values()))
+    others = others_than(0)
+    leave_one_out = sum(kendall(list(seeds[seed].values()), list(others_than(seed).values()))
                         for seed in seeds) / len(seeds)
-    split_half = (kendall(list(mean([0, 1]).values()), list(mean([2, 3]).values())) if len(seeds) >= 4
-                  else float("nan"))
+    split_half = (kendall(list(seed_mean(seeds, [0, 1]).values()), list(seed_mean(seeds, [2, 3]).values()))
+                  if len(seeds) >= 4 else float("nan"))
     return {
         "setting": name,
         "seconds": seconds,
@@ -300,7 +305,7 @@ def main() -> None:
     ref_runs = cached_runs(REFERENCE_CACHE, [(spec, ref_setting, seed) for seed in ref_seeds for spec in specs],
                            args.jobs, args.data_dir, "reference")
     ref_by_seed = by_seed(ref_setting, ref_runs, hashes, ref_seeds)
-    ref = {h: sum(accuracies[h] for accuracies in ref_by_seed.values()) / len(ref_by_seed) for h in hashes}
+    ref = seed_mean(ref_by_seed)
     reference_row = reference_noise(f"reference itself ({ref_setting.tag(0).rsplit('-seed', 1)[0]})", ref_by_seed,
                                     mean_seconds(ref_runs, list(ref_runs)))
 
