@@ -36,6 +36,7 @@ from .folders import check_output_folder, check_writable_files, read_settings_fi
 from .io import remove_stale_temporaries, write_text
 from .scale.matched import single_dimension_rows
 from .scaled_resolution import ScaledResolutionEvaluator
+from .search.run_folder import inherited_settings
 from .settings import GRID_KEYS, TRAIN_KEYS, GridSettings, parse_grid, parse_pairs
 from .spec import Spec, load, save, spec_hash
 from .train_family import check_family_recipe, train_family
@@ -258,7 +259,7 @@ def _load_base(text: str | None, stored_grid: dict | None, out_dir: Path, runs_d
     inherited = {}
     if path.exists() and (run_dir / CONFIG_FILE).exists() and (run_dir / "best.yaml").exists():
         stored = read_settings_file(run_dir / CONFIG_FILE, "--base", "a run directory made by nas search")
-        inherited = {k: v for k, v in stored.items() if k in EVALUATION_KEYS and v is not None}
+        inherited = inherited_settings(stored, EVALUATION_KEYS)
     return spec, text, inherited
 
 

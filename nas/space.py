@@ -20,8 +20,11 @@ A space file::
       repeats_delta: [-1, 0, 1]     # added to the skeleton's repeats (at least 1 remains)
       channel_scale: [0.75, 1.0, 1.25]   # multiplies every channel field, EfficientNet rounding
     fixed_per_stage: {activation: relu}  # fields every stage gets
-    proxy_resolution: 29   # optional: the smallest image side the proxy may train at (default: worked out,
-                           # see smallest_resolution); a search without resolution= trains at least at this
+    proxy_resolution: 29   # optional: a search without resolution= trains at least at this side (default: the
+                           # smallest at which no candidate's map vanishes, see smallest_resolution; a space
+                           # may ask for more where its choices only act on larger maps, as mnas does)
+    proxy_training: {lr: 0.0005}   # optional: the space's own defaults for proxy-training keys (epochs, lr,
+                           # batch_size, ...), above nas's, below a run's stored settings, experiments, key=value
     skeleton:        # one entry per stage: its fixed fields, optionally its own `choices`
       - {out_channels: 16, repeats: 1, stride: 1}
       - {out_channels: 24, repeats: 2, stride: 2, choices: {kernel: [3]}}
@@ -49,7 +52,8 @@ Choose = Callable[[str, list], Any]
 SPACES_DIR = shipped_folder("search_spaces")
 _DERIVED = ("repeats_delta", "channel_scale", "block", "repeats")
 _GLOBAL_KEYS = ("width_multiplier", "depth_multiplier", "resolution", "head.channels", "head.dropout", "drop_path")
-_SPACE_KEYS = ("name", "description", "spec", "global", "per_stage", "fixed_per_stage", "skeleton", "proxy_resolution")
+_SPACE_KEYS = ("name", "description", "spec", "global", "per_stage", "fixed_per_stage", "skeleton", "proxy_resolution",
+               "proxy_training")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class Space:
     source: str = ""
     all_blocks: tuple[str, ...] = field(default=())
     proxy_resolution: int | None = None     # as declared in the file (see needed_resolution)
+    # The space's own defaults for proxy-training keys (lr, epochs, ...): above nas's defaults, below a run's
+    # stored settings, an experiment and key=value (nas.search.run.prepare_run).
+    proxy_training: dict[str, Any] = field(default_factory=dict)
 
     def decisions(self) -> dict[str, list]:
         """Every decision the space can ask, by name (a superset: conditional ones may be skipped)."""
@@ -152,7 +159,8 @@ def space_from_dict(data: Any, source: str = "space") -> Space:
         kinds |= set(own.get("block", [])) | ({stage_fixed["block"]} if "block" in stage_fixed else set())
     space = Space(str(data.get("name", Path(source).stem)), str(data.get("description", "")), dict(base),
                   _check_choices(source, "global", data.get("global") or {}, False), tuple(stages), source,
-                  tuple(sorted(kinds)), _declared_resolution(source, data.get("proxy_resolution")))
+                  tuple(sorted(kinds)), _declared_resolution(source, data.get("proxy_resolution")),
+                  _proxy_training(source, data.get("proxy_training")))
     _check_samples(space)
     if space.proxy_resolution is not None:
         smallest = smallest_resolution(space)
@@ -160,6 +168,25 @@ def space_from_dict(data: Any, source: str = "space") -> Space:
             raise _err(source, "proxy_resolution", space.proxy_resolution,
                        f"at least {smallest} (below it a candidate's feature map vanishes)")
     return space
+
+
+def _proxy_training(source: str, value: Any) -> dict[str, Any]:
+    """``proxy_training``: a mapping of proxy-training keys (as nas search takes them) to values, each checked."""
+    from .settings import KEYS, TRAIN_KEYS
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _err(source, "proxy_training", value, "a mapping of proxy-training key to value")
+    for name, item in value.items():
+        if name not in TRAIN_KEYS:
+            raise _err(source, f"proxy_training.{name}", item,
+                       "a key among " + ", ".join(TRAIN_KEYS) + did_you_mean(str(name), TRAIN_KEYS))
+        try:
+            KEYS[name].parse(name, item)
+        except UserError as exc:
+            raise UserError(f"{source}: proxy_training.{exc}") from None
+    return dict(value)
 
 
 def _declared_resolution(source: str, value: Any) -> int | None:

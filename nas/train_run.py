@@ -25,6 +25,7 @@ import yaml
 from .errors import UserError
 from .folders import check_output_folder, check_writable_files, read_settings_file
 from .io import new_figure, remove_stale_temporaries, save_figure, write_text
+from .search.run_folder import inherited_settings
 from .settings import known_key, parse_pairs
 from .settings.recipe import RECIPE_KEYS, TRAIN_RUN_KEYS, Recipe
 from .spec import Spec, dumps, load
@@ -91,8 +92,7 @@ def _load_source(text: str) -> tuple[Spec, Path | None, dict]:
         return spec, None, {}
     config = path / "config.yaml"
     searched = read_settings_file(config, "run", "a run directory made by nas search") if config.exists() else {}
-    inherited = {k: searched[k] for k in INHERITED_KEYS if searched.get(k) is not None}
-    return spec, path / "train", inherited
+    return spec, path / "train", inherited_settings(searched, INHERITED_KEYS)
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:

@@ -345,6 +345,21 @@ def test_resume_with_other_objective_settings_is_refused_in_one_line(tiny_space,
     assert len(more.records) == 2  # what does not change the reward may change
 
 
+def test_resume_after_the_space_changed_its_proxy_side_is_refused(tiny_space, tmp_path, capsys):
+    out = tmp_path / "run"
+    run_search([f"space={tiny_space}", *CHEAP, "trials=1", f"out={out}"], evaluator=quick, progress=False)
+    assert yaml.safe_load((out / "config.yaml").read_text())["proxy_resolution"] == 8  # digits' own side
+    # The same settings after a newer nas made the space train at 16 px: its scored trials saw 8 px.
+    tiny_space.write_text(tiny_space.read_text() + "proxy_resolution: 16\n")
+    before = (out / "config.yaml").read_text()
+    assert main(["search", f"out={out}", "trials=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "proxy side 8 px -> 16 px (resolution=8 keeps it)" in err[0]
+    assert (out / "config.yaml").read_text() == before
+    more = run_search([f"out={out}", "trials=2", "resolution=8"], evaluator=quick, progress=False, say=lambda _: None)
+    assert len(more.records) == 2  # resolution=8 is the side the run had
+
+
 def test_a_grid_folder_or_a_foreign_folder_is_refused(tmp_path, capsys):
     grid = tmp_path / "scaled" / "grid"
     grid.mkdir(parents=True)

@@ -36,3 +36,43 @@ def test_every_builtin_space_runs_a_trial_with_its_defaults_on_fashion_mnist(spa
     (record,) = result.records
     assert record["state"] == "complete", record.get("note")
     assert 0.0 <= record["accuracy"] <= 1.0 and (tmp_path / space / "best.yaml").exists()
+
+
+def test_mnas_trains_digits_at_16_px_and_fashion_mnist_at_its_own_28():
+    # Chosen by bench/proxy_fidelity.py: at 8 px the later stages see 1x1 maps and rank worse.
+    from nas.search.evaluation import configured_data
+    from nas.search.preflight import proxy_resolution
+    from nas.settings import SearchConfig
+
+    assert needed_resolution(load_space("mnas")) == 16
+    default = SearchConfig()
+    assert default.space == "mnas" and default.dataset == "digits"
+    assert proxy_resolution(default) == 16 == configured_data(default).resolution
+    assert proxy_resolution(SearchConfig(dataset="fashion-mnist")) == 28
+    assert configured_data(SearchConfig(resolution=12)).resolution == 12  # resolution= still wins
+
+
+def test_a_space_sets_its_own_proxy_training_defaults_under_what_the_user_gives(tmp_path):
+    import yaml
+
+    from nas.search.run import prepare_run
+
+    assert load_space("mnas").proxy_training == {"lr": 0.0005} and load_space("lcnet").proxy_training == {}
+    config, run_dir, _ = prepare_run([f"out={tmp_path / 'mnas'}"])
+    assert config.train.lr == 0.0005 and yaml.safe_load((run_dir / "config.yaml").read_text())["lr"] == 0.0005
+    config, _, _ = prepare_run(["lr=0.003", f"out={tmp_path / 'given'}"])
+    assert config.train.lr == 0.003  # key=value wins
+    config, _, _ = prepare_run(["space=lcnet", f"out={tmp_path / 'lcnet'}"])
+    assert config.train.lr == 0.003  # nas's default: lcnet declares none
+    # A run made before mnas declared its lr (stored 0.003) resumes with its own.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.yaml").write_text(yaml.safe_dump({"space": "mnas", "objective": "flops", "lr": 0.003}))
+    config, _, resumed = prepare_run([f"out={old}"])
+    assert resumed and config.train.lr == 0.003
+    with open(load_space("mnas").source) as file:
+        data = yaml.safe_load(file)
+    with pytest.raises(UserError, match="proxy_training.w: got -1; allowed: a key among epochs"):
+        space_from_dict({**data, "proxy_training": {"w": -1}}, "mnas.yaml")
+    with pytest.raises(UserError, match="mnas.yaml: proxy_training.lr: got 'fast'"):
+        space_from_dict({**data, "proxy_training": {"lr": "fast"}}, "mnas.yaml")

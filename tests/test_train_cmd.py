@@ -204,6 +204,14 @@ def test_a_search_run_trains_its_best_on_its_own_data(tiny_yaml, tmp_path, capsy
     assert load(run / "train" / "spec.yaml").resolution == 12
     assert yaml.safe_load((run / "train" / "recipe.yaml").read_text())["seed"] == 1
     assert str(run / "train" / "model.pt") in capsys.readouterr().out
+    # Without resolution=, the side the search's proxy trained at (the space's proxy_resolution, stored with it).
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "best.yaml").write_text(tiny_yaml.read_text())
+    (other / "config.yaml").write_text(yaml.safe_dump({"dataset": "digits", "resolution": None,
+                                                       "proxy_resolution": 16}))
+    assert main(["train", str(other), "epochs=1", "--quiet"]) == 0
+    assert load(other / "train" / "spec.yaml").resolution == 16
 
 
 def test_train_help_lists_every_key_with_its_default(capsys):

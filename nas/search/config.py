@@ -47,14 +47,16 @@ def stored_values(stored: dict) -> dict:
     return {k: RETIRED_VALUES.get((k, v), v) for k, v in stored.items() if k in KEYS and v is not None}
 
 
-def resolve_config(pairs: list[str], stored: dict | None = None) -> tuple[SearchConfig, dict]:
-    """Defaults < stored run config (when resuming) < experiment < key=value. Returns the config and the
-    explicit key=value dict (so a resume can re-apply what the user typed).
+def resolve_config(pairs: list[str], stored: dict | None = None,
+                   defaults: SearchConfig | None = None) -> tuple[SearchConfig, dict]:
+    """Defaults (nas's, or ``defaults``: nas's with the space's proxy_training) < stored run config (when resuming)
+    < experiment < key=value. Returns the config and the explicit key=value dict (so a resume can re-apply what
+    the user typed).
 
     A stored config.yaml holds every key flat (SearchConfig.to_dict); keys it holds that nas no longer
     knows are skipped, so a run written by an older nas still resumes."""
     given = parse_pairs(pairs)
-    config = SearchConfig()
+    config = defaults or SearchConfig()
     if stored:
         config = apply(config, stored_values(stored), "stored config: ")
     experiment = given.pop("experiment", None)

@@ -9,7 +9,7 @@ from ..folders import check_output_folder, read_settings_file
 from ..spec import save
 from . import outputs
 from .backend import backend_for
-from .config import SearchConfig, apply
+from .config import SearchConfig, apply, stored_values
 from .run import CONFIG_FILE
 
 
@@ -18,7 +18,7 @@ def run_records(run_dir: str | Path) -> tuple[Path, list[dict]]:
     if not (run_dir / CONFIG_FILE).exists():
         raise UserError(f"run: got {str(run_dir)!r}; allowed: a run directory made by nas search (with {CONFIG_FILE})")
     stored = read_settings_file(run_dir / CONFIG_FILE, "run", "a run directory made by nas search")
-    config = apply(SearchConfig(), {k: v for k, v in stored.items() if v is not None})
+    config = apply(SearchConfig(), stored_values(stored))
     return run_dir, backend_for(config.backend).records(run_dir, config)
 
 

@@ -13,9 +13,11 @@ import io
 import json
 from pathlib import Path
 
+from ..errors import UserError
 from ..io import save_figure, write_text
 from ..spec import loads, replace, save
 from ..units import human
+from .preflight import proxy_resolution
 
 RECORD_KEYS = ("params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash", "spec_yaml", "note",
                "cached", "proxy_score", "curve", "pruned_epoch")
@@ -122,6 +124,15 @@ def pruning_line(records: list[dict]) -> str:
                         for label, n in sorted(at.items())) + ".")
 
 
+def side_text(config) -> str:
+    """' at N px', the side the proxy trains at; '' for a scale grid, whose candidates each train at their own
+    scaled side (its config names the grid, not a space)."""
+    try:
+        return f" at {proxy_resolution(config)} px"
+    except UserError:
+        return ""
+
+
 def write_report(run_dir: Path, records: list[dict], best: dict | None, front: list[dict], config,
                  final_lines: list[str] = ()) -> str:
     counts = {}
@@ -131,7 +142,7 @@ def write_report(run_dir: Path, records: list[dict], best: dict | None, front: l
     lines = [f"# Search report: {run_dir.name}", "",
              f"space `{config.space}`, objective {config.objective}, target {human(config.cost_target())}, "
              f"reward {config.reward} (w = {config.w}), sampler {config.sampler}, evaluator {config.evaluator}, "
-             f"data set {config.dataset}, {config.train.epochs} epochs per candidate.", "",
+             f"data set {config.dataset}{side_text(config)}, {config.train.epochs} epochs per candidate.", "",
              "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
              + f"; {seconds:.0f} s evaluating.", "",
              pruning_line(records) + f" (pruner {config.pruner}, on the reward at each epoch before the last)", ""]

@@ -19,10 +19,10 @@ from ..space import load_space, sample
 from . import interrupts, outputs
 from .backend import backend_for
 from .candidate import Context
-from .config import SearchConfig, parse_pairs, resolve_config
+from .config import SearchConfig, apply, parse_pairs, resolve_config
 from .evaluation import make_configured_evaluator
 from .preflight import check_candidates, check_device, proxy_resolution
-from .run_folder import CONFIG_FILE, as_settings, check_same_objective, stored_settings
+from .run_folder import CONFIG_FILE, TRAINED_SIDE, as_settings, check_same_objective, stored_settings
 
 
 @dataclass
@@ -44,23 +44,29 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
         check_writable_files("out", Path(out))
     stored = stored_settings(Path(out)) if out else None
     config, _ = resolve_config(pairs, stored)
+    space = load_space(config.space)  # a bad space fails before anything is written
+    if space.proxy_training:  # the space's own proxy-training defaults, under everything the user gave
+        defaults = apply(SearchConfig(), space.proxy_training, f"space {space.name}: proxy_training: ")
+        config, _ = resolve_config(pairs, stored, defaults)
+    side = proxy_resolution(config)
     if stored is not None:
         before = as_settings(stored)
-        check_same_objective(Path(out), before, config, any_scored=has_scored_trial(Path(out), before))
-    space = load_space(config.space)  # a bad space fails before anything is written
+        check_same_objective(Path(out), before, config, any_scored=has_scored_trial(Path(out), before),
+                             sides=(stored.get(TRAINED_SIDE), side))
     check_name(config.dataset)
     if config.objective == "energy":
         from ..evaluate.energy import energy_available
 
         energy_available()  # one line, exit 2, instead of every trial failing
     check_device(config)
-    check_candidates(partial(sample, space), proxy_resolution(config), config.seed)
+    check_candidates(partial(sample, space), side, config.seed)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.out) if config.out else Path("runs") / f"{Path(config.space).stem}-{stamp}"
     check_output_folder("out", run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(run_dir)  # what a kill -9 mid-write of an earlier run left
-    write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir)}, sort_keys=False))
+    write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir), TRAINED_SIDE: side},
+                                                     sort_keys=False))
     return config, run_dir, stored is not None
 
 

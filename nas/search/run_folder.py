@@ -24,6 +24,9 @@ OBJECTIVE_KEYS = ("space", "objective", "target_flops", "target", "w", "reward",
                   "lr", "momentum", "weight_decay", "label_smoothing", "schedule", "cycle_epochs", "lr_min_ratio")
 #: ... and, for a measured cost (objective=latency or energy), where and how it is measured.
 MEASURED_COST_KEYS = ("latency", "latency_device", "latency_threads")
+#: Not a key: the side the proxy trains at, stored beside the keys when the run is made. Without resolution= it
+#: comes from the data set and the space's proxy_resolution, which a newer nas (or an edited space) may change.
+TRAINED_SIDE = "proxy_resolution"
 
 
 def stored_settings(out: Path) -> dict | None:
@@ -47,16 +50,38 @@ def stored_settings(out: Path) -> dict | None:
     return stored
 
 
+def inherited_settings(stored: dict, keys: tuple[str, ...]) -> dict:
+    """The ``keys`` that a command working on a search run's result (nas train RUN, nas scale --base RUN) takes
+    from its config.yaml. Without resolution= there, the side the search's proxy trained at (TRAINED_SIDE):
+    the result is trained as it was scored."""
+    inherited = {k: stored[k] for k in keys if stored.get(k) is not None}
+    if "resolution" in keys and "resolution" not in inherited and stored.get(TRAINED_SIDE):
+        inherited["resolution"] = stored[TRAINED_SIDE]
+    return inherited
+
+
 def as_settings(stored: dict) -> SearchConfig:
     """A stored config.yaml as settings (keys an older or newer nas wrote and this one does not know: skipped)."""
     return apply(SearchConfig(), stored_values(stored), "stored config: ")
 
 
-def changed_settings(before: SearchConfig, after: SearchConfig) -> list[str]:
-    """'key: old -> new' for each setting that changes the reward and differs."""
+def changed_settings(before: SearchConfig, after: SearchConfig,
+                     sides: tuple[int | None, int] | None = None) -> list[str]:
+    """'key: old -> new' for each setting that changes the reward and differs.
+
+    ``sides``: the proxy side stored with the run (TRAINED_SIDE; None for a run made before it was stored) and
+    the side these settings train at. When the run has one, the side itself is compared instead of the
+    resolution key: resolution=16 resumes a run that trained at 16 px without it, and a space whose
+    proxy_resolution changed under the same settings is caught."""
     keys = OBJECTIVE_KEYS + (MEASURED_COST_KEYS if before.objective in ("latency", "energy") else ())
+    stored_side = sides[0] if sides else None
+    if stored_side is not None:
+        keys = tuple(k for k in keys if k != "resolution")
     old, new = before.to_dict(), after.to_dict()
-    return [f"{k} {old[k]!r} -> {new[k]!r}" for k in keys if old.get(k) != new.get(k)]
+    changes = [f"{k} {old[k]!r} -> {new[k]!r}" for k in keys if old.get(k) != new.get(k)]
+    if sides and stored_side is not None and stored_side != sides[1]:
+        changes.append(f"proxy side {stored_side} px -> {sides[1]} px (resolution={stored_side} keeps it)")
+    return changes
 
 
 #: Kept even by a run with no scored trial: its queued trials hold decisions of this space, and the study's
@@ -64,13 +89,14 @@ def changed_settings(before: SearchConfig, after: SearchConfig) -> list[str]:
 STUDY_SHAPE_KEYS = ("space", "objective")
 
 
-def check_same_objective(run_dir: Path, before: SearchConfig, after: SearchConfig, any_scored: bool = True) -> None:
+def check_same_objective(run_dir: Path, before: SearchConfig, after: SearchConfig, any_scored: bool = True,
+                         sides: tuple[int | None, int] | None = None) -> None:
     """One line naming the differences when a resume would change what the run maximises.
 
     A run with no scored trial (every one failed, typically for a mistake in the settings) has nothing the new
     settings could be mixed with: it may be resumed with corrected settings (the failed trials run again),
     except for the space and the objective."""
-    changes = changed_settings(before, after)
+    changes = changed_settings(before, after, sides)
     if not any_scored:
         changes = [c for c in changes if c.split(" ", 1)[0] in STUDY_SHAPE_KEYS]
     if changes:
