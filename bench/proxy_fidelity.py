@@ -9,8 +9,7 @@ architecture's held-out top-1 after a longer training on the full Fashion-MNIST 
 ``--ref-seeds`` seeds), the task a Fashion-MNIST proxy stands for. The reference's own seeds disagree too: the
 first row measures the reference against itself, the noise any proxy's tau is measured through. Each candidate
 PROXY SETTING (a data set, a resolution, a number of epochs, a batch size, a learning rate, a training-subset
-size) then trains every
-architecture under two seeds. Per setting it prints:
+size) then trains every architecture under two seeds. Per setting it prints:
 
 - seconds per candidate (one torch thread, ``--jobs`` worker processes, on whatever else the machine runs),
 - Kendall tau of the proxy's accuracy ranking (mean of the two seeds' accuracies) against the reference,
