@@ -110,10 +110,10 @@ _data_cache: dict = {}
 
 def default_setting() -> Setting | None:
     """The setting that is what `nas search` does with its defaults (so the table marks it), if listed."""
+    from nas.search.config import SearchConfig, space_defaults
     from nas.search.preflight import NATIVE_RESOLUTION, proxy_resolution
-    from nas.settings import SearchConfig, apply
 
-    config = apply(SearchConfig(), load_space(SearchConfig().space).proxy_training)  # as nas search resolves it
+    config = space_defaults(load_space(SearchConfig().space))  # as nas search resolves it
     train = config.train
     for s in SETTINGS.values():
         side = s.resolution or NATIVE_RESOLUTION[s.dataset]

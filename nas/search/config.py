@@ -15,7 +15,7 @@ from ..shipped import shipped_folder
 EXPERIMENTS_DIR = shipped_folder("experiments")
 
 __all__ = ["EXPERIMENTS_DIR", "SearchConfig", "apply", "experiment_names", "load_experiment", "parse_pairs",
-           "resolve_config", "validate"]
+           "resolve_config", "space_defaults", "validate"]
 
 
 def experiment_names() -> list[str]:
@@ -45,6 +45,11 @@ def stored_values(stored: dict) -> dict:
     """A run's stored config.yaml as values to apply: keys this nas does not know are skipped (a run written
     by an older or newer nas still resumes), retired values are replaced (RETIRED_VALUES)."""
     return {k: RETIRED_VALUES.get((k, v), v) for k, v in stored.items() if k in KEYS and v is not None}
+
+
+def space_defaults(space) -> SearchConfig:
+    """nas's defaults with the space's own proxy_training on top (nas.space.Space.proxy_training)."""
+    return apply(SearchConfig(), space.proxy_training, f"space {space.name}: proxy_training: ")
 
 
 def resolve_config(pairs: list[str], stored: dict | None = None,

@@ -19,7 +19,7 @@ from ..space import load_space, sample
 from . import interrupts, outputs
 from .backend import backend_for
 from .candidate import Context
-from .config import SearchConfig, apply, parse_pairs, resolve_config
+from .config import SearchConfig, parse_pairs, resolve_config, space_defaults
 from .evaluation import make_configured_evaluator
 from .preflight import check_candidates, check_device, proxy_resolution
 from .run_folder import CONFIG_FILE, TRAINED_SIDE, as_settings, check_same_objective, stored_settings
@@ -46,8 +46,7 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     config, _ = resolve_config(pairs, stored)
     space = load_space(config.space)  # a bad space fails before anything is written
     if space.proxy_training:  # the space's own proxy-training defaults, under everything the user gave
-        defaults = apply(SearchConfig(), space.proxy_training, f"space {space.name}: proxy_training: ")
-        config, _ = resolve_config(pairs, stored, defaults)
+        config, _ = resolve_config(pairs, stored, space_defaults(space))
     side = proxy_resolution(config)
     if stored is not None:
         before = as_settings(stored)

@@ -79,7 +79,7 @@ def changed_settings(before: SearchConfig, after: SearchConfig,
         keys = tuple(k for k in keys if k != "resolution")
     old, new = before.to_dict(), after.to_dict()
     changes = [f"{k} {old[k]!r} -> {new[k]!r}" for k in keys if old.get(k) != new.get(k)]
-    if sides and stored_side is not None and stored_side != sides[1]:
+    if stored_side is not None and sides and stored_side != sides[1]:
         changes.append(f"proxy side {stored_side} px -> {sides[1]} px (resolution={stored_side} keeps it)")
     return changes
 
