@@ -1,15 +1,16 @@
 """Does the proxy rank architectures the way a longer training on the real task does?
 
-    .venv/bin/python bench/proxy_fidelity.py [--archs 24] [--skip-archs 0] [--jobs 2] [--ref-images 20000]
-                                             [--ref-epochs 4] [--ref-seeds 4] [--settings NAME,NAME] [--data-dir DIR]
+    .venv/bin/python bench/proxy_fidelity.py [--space mnas] [--archs 24] [--skip-archs 0] [--jobs 2]
+                                             [--ref-images 20000] [--ref-epochs 4] [--ref-seeds 4]
+                                             [--settings NAME,NAME] [--data-dir DIR]
 
-Samples ``--archs`` distinct architectures from the mnas space (seed 0). The REFERENCE ranking is each
-architecture's held-out top-1 after a longer training on the full Fashion-MNIST training set
-(``fashion-mnist-full``: ``--ref-images`` images at 28 px, ``--ref-epochs`` epochs, the mean over
-``--ref-seeds`` seeds), the task a Fashion-MNIST proxy stands for. The reference's own seeds disagree too: the
-first row measures the reference against itself, the noise any proxy's tau is measured through. Each candidate
-PROXY SETTING (a data set, a resolution, a number of epochs, a batch size, a learning rate, a training-subset
-size) then trains every architecture under two seeds. Per setting it prints:
+Samples ``--archs`` distinct architectures from the ``--space`` space (seed 0; default mnas, the main job's).
+The REFERENCE ranking is each architecture's held-out top-1 after a longer training on the full Fashion-MNIST
+training set (``fashion-mnist-full``: ``--ref-images`` images at 28 px or the space's larger side,
+``--ref-epochs`` epochs, the mean over ``--ref-seeds`` seeds), the task a Fashion-MNIST proxy stands for. The
+reference's own seeds disagree too: the first row measures the reference against itself, the noise any proxy's
+tau is measured through. Each candidate PROXY SETTING (a data set, a resolution, a number of epochs, a batch
+size, a learning rate, a training-subset size) then trains every architecture under two seeds. Per setting it prints:
 
 - seconds per candidate (one torch thread, ``--jobs`` worker processes, on whatever else the machine runs),
 - Kendall tau of the proxy's accuracy ranking (mean of the two seeds' accuracies) against the reference,
@@ -20,7 +21,9 @@ size) then trains every architecture under two seeds. Per setting it prints:
 - Spearman's rho corrected for both sides' seed noise: settings alike in it differ in their noise only.
 
 Choosing the best of many settings on one set of architectures flatters it: ``--skip-archs 24`` measures the
-next 24 (a fresh set; tables named proxy_fidelity_archs25-48.*), ``--archs 48`` all of them.
+next 24 (a fresh set; tables named proxy_fidelity_archs25-48.*), ``--archs 48`` all of them. Another space's
+tables carry its name (proxy_fidelity_lcnet.*); a setting without a resolution trains at the side nas would
+give that space (the data set's own, or the space's proxy_resolution where larger).
 
 Every training is cached, the reference's in bench/results/proxy_fidelity_reference.json and the proxies' in
 bench/results/proxy_fidelity_proxies.json (keyed by the settings, the seed and the spec hash), so a re-run trains
@@ -40,7 +43,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from nas.space import load_space, random_choices, sample
@@ -50,6 +53,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE_CACHE = RESULTS / "proxy_fidelity_reference.json"
 PROXY_CACHE = RESULTS / "proxy_fidelity_proxies.json"
 SEEDS = (0, 1)
+BUILT_IN_SPACES = ("mnas", "lcnet", "essp", "osa")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ SETTINGS = {s.name: s for s in (
     Setting("digits-16px-4ep-lr0.0005", "digits", 16, 4, lr=0.0005),
     Setting("digits-16px-4ep-lr0.001", "digits", 16, 4, lr=0.001),
     Setting("digits-16px-4ep-lr0.002", "digits", 16, 4, lr=0.002),
+    Setting("digits-16px-6ep-lr0.0005", "digits", 16, 6, lr=0.0005),
+    Setting("digits-16px-8ep-lr0.0005", "digits", 16, 8, lr=0.0005),
     Setting("digits-16px-4ep-b16-lr0.001", "digits", 16, 4, batch_size=16, lr=0.001),
     Setting("fmnist-14px-2ep", "fashion-mnist", 14, 2),
     Setting("fmnist-14px-3ep", "fashion-mnist", 14, 3),
@@ -103,28 +109,43 @@ SETTINGS = {s.name: s for s in (
 MEASURED = ("digits-8px-4ep,digits-8px-8ep,digits-8px-12ep,digits-8px-4ep-b16,digits-8px-4ep-lr0.0005,"
             "digits-8px-4ep-lr0.001,digits-8px-4ep-lr0.002,digits-8px-4ep-lr0.006,digits-16px-4ep,"
             "digits-16px-4ep-lr0.00025,digits-16px-4ep-lr0.0005,digits-16px-4ep-lr0.001,digits-16px-4ep-lr0.002,"
-            "digits-16px-4ep-b16-lr0.001,fmnist-14px-2ep,fmnist-14px-3ep,fmnist-28px-2ep-4k")
+            "digits-16px-4ep-b16-lr0.001,digits-16px-6ep-lr0.0005,digits-16px-8ep-lr0.0005,fmnist-14px-2ep,"
+            "fmnist-14px-3ep,fmnist-28px-2ep-4k")
 
 _data_cache: dict = {}
 
 
-def default_setting() -> Setting | None:
-    """The setting that is what `nas search` does with its defaults (so the table marks it), if listed."""
-    from nas.search.config import SearchConfig, space_defaults
+def default_setting(space: str) -> Setting | None:
+    """The setting that is what `nas search space=SPACE` does with its defaults (so the table marks it), if listed."""
+    from nas.search.config import space_defaults
     from nas.search.preflight import NATIVE_RESOLUTION, proxy_resolution
 
-    config = space_defaults(load_space(SearchConfig().space))  # as nas search resolves it
+    config = replace(space_defaults(load_space(space)), space=space)  # as nas search resolves it
     train = config.train
     for s in SETTINGS.values():
-        side = s.resolution or NATIVE_RESOLUTION[s.dataset]
+        side = at_space_side(s, space).resolution or NATIVE_RESOLUTION[s.dataset]
         if ((s.dataset, side, s.epochs, s.max_train, s.batch_size, s.lr)
                 == (config.dataset, proxy_resolution(config), train.epochs, None, train.batch_size, train.lr)):
             return s
     return None
 
 
-def sample_specs(count: int, seed: int = 0) -> list[Spec]:
-    space = load_space("mnas")
+def at_space_side(setting: Setting, space: str) -> Setting:
+    """``setting`` without a resolution of its own trains at its data set's side; where ``space`` cannot work at
+    that side (osa's stride-4 stem and pools: 29 px at least), at the side the space declares, as nas search
+    would train it. That side then enters the cache key."""
+    from nas.search.preflight import NATIVE_RESOLUTION
+    from nas.space import needed_resolution, smallest_resolution
+
+    loaded = load_space(space)
+    if setting.resolution is None and smallest_resolution(loaded) > NATIVE_RESOLUTION[setting.dataset]:
+        native, needed = NATIVE_RESOLUTION[setting.dataset], needed_resolution(loaded)
+        return replace(setting, resolution=needed, name=setting.name.replace(f"-{native}px", f"-{needed}px"))
+    return setting
+
+
+def sample_specs(count: int, seed: int = 0, space_name: str = "mnas") -> list[Spec]:
+    space = load_space(space_name)
     choose = random_choices(seed)
     specs: list[Spec] = []
     seen: set[str] = set()
@@ -186,7 +207,11 @@ def cached_runs(cache_file: Path, jobs: list[tuple[Spec, Setting, int]], workers
 
 
 def reference_setting(args) -> Setting:
-    return Setting("reference", "fashion-mnist-full", 28, args.ref_epochs, max_train=args.ref_images, batch_size=64)
+    """Fashion-MNIST at its own 28 px (or the side the space needs, if larger: osa's 29)."""
+    from nas.space import needed_resolution
+
+    side = max(28, needed_resolution(load_space(args.space)))
+    return Setting("reference", "fashion-mnist-full", side, args.ref_epochs, max_train=args.ref_images, batch_size=64)
 
 
 def kendall(a: list[float], b: list[float]) -> float:
@@ -323,8 +348,9 @@ def reference_noise(name: str, seeds: dict[int, dict[str, float]], seconds: floa
 
 def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, float]) -> str:
     which = f" (samples {args.skip_archs + 1}-{args.skip_archs + args.archs})" if args.skip_archs else ""
-    lines = [f"{args.archs} architectures from the mnas space{which}. Reference: fashion-mnist-full, {args.ref_images} "
-             f"training images at 28 px, {args.ref_epochs} epochs, mean of seeds 0..{args.ref_seeds - 1} (held-out "
+    side = reference_setting(args).resolution
+    lines = [f"{args.archs} architectures from the {args.space} space{which}. Reference: fashion-mnist-full, {args.ref_images} "
+             f"training images at {side} px, {args.ref_epochs} epochs, mean of seeds 0..{args.ref_seeds - 1} (held-out "
              f"top-1 {min(ref.values()):.3f} to {max(ref.values()):.3f}). Proxies under seeds 0 and 1, one torch "
              f"thread per trial, worker processes on a 2-core machine. Mean of seeds: the two seeds' mean accuracy "
              f"against the reference, with a 90% bootstrap interval over the architectures; one seed: each seed "
@@ -357,6 +383,7 @@ def mean_seconds(runs: dict, keys) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="mnas", choices=BUILT_IN_SPACES)
     parser.add_argument("--archs", type=int, default=24)
     parser.add_argument("--skip-archs", type=int, default=0,
                         help="leave out the first N sampled architectures (a fresh set to confirm a choice on)")
@@ -372,13 +399,13 @@ def main() -> None:
     if unknown or args.ref_seeds < 2:
         parser.error(f"--settings: unknown {unknown}; allowed: {', '.join(SETTINGS)}" if unknown
                      else f"--ref-seeds: got {args.ref_seeds}; allowed: 2 or more (the reference row needs two)")
-    chosen = [SETTINGS[name] for name in args.settings.split(",")]
+    chosen = [at_space_side(SETTINGS[name], args.space) for name in args.settings.split(",")]
 
     start = time.perf_counter()
     # The first --skip-archs samples are left out: a fresh set on which a setting chosen on the first can be
     # confirmed (choosing the best of many settings on one set flatters it).
-    specs = sample_specs(args.skip_archs + args.archs)[args.skip_archs:]
-    name = "proxy_fidelity" + (f"_archs{args.skip_archs + 1}-{args.skip_archs + args.archs}"
+    specs = sample_specs(args.skip_archs + args.archs, space_name=args.space)[args.skip_archs:]
+    name = "proxy_fidelity" + ("" if args.space == "mnas" else f"_{args.space}") + (f"_archs{args.skip_archs + 1}-{args.skip_archs + args.archs}"
                                if args.skip_archs or args.archs != 24 else "")
     hashes = [spec_hash(spec) for spec in specs]
     ref_setting = reference_setting(args)
@@ -396,7 +423,7 @@ def main() -> None:
                            mean_seconds(proxy_runs, [(s.tag(seed), h) for seed in SEEDS for h in hashes]),
                            ref_by_seed)
                  for s in chosen]
-    default = default_setting()
+    default = at_space_side(default_setting(args.space), args.space) if default_setting(args.space) else None
     base = next((x for x in summaries if default and x["setting"] == default.name), None)
     for summary in summaries:
         if base is None:

@@ -360,6 +360,22 @@ def test_resume_after_the_space_changed_its_proxy_side_is_refused(tiny_space, tm
     assert len(more.records) == 2  # resolution=8 is the side the run had
 
 
+def test_a_run_made_before_sides_were_stored_resumes_only_with_its_side_named(tiny_space, tmp_path, capsys):
+    out = tmp_path / "run"
+    run_search([f"space={tiny_space}", *CHEAP, "trials=1", f"out={out}"], evaluator=quick, progress=False)
+    stored = yaml.safe_load((out / "config.yaml").read_text())
+    del stored["proxy_resolution"]  # as an earlier nas wrote it: which side its scored trial saw is unknown
+    (out / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    before = (out / "config.yaml").read_text()
+    assert main(["search", f"out={out}", "trials=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "earlier nas" in err[0] and "resolution=N" in err[0]
+    assert (out / "config.yaml").read_text() == before
+    more = run_search([f"out={out}", "trials=2", "resolution=8"], evaluator=quick, progress=False, say=lambda _: None)
+    assert len(more.records) == 2
+    assert yaml.safe_load((out / "config.yaml").read_text())["proxy_resolution"] == 8  # recorded from now on
+
+
 def test_a_grid_folder_or_a_foreign_folder_is_refused(tmp_path, capsys):
     grid = tmp_path / "scaled" / "grid"
     grid.mkdir(parents=True)

@@ -50,8 +50,11 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     side = proxy_resolution(config)
     if stored is not None:
         before = as_settings(stored)
-        check_same_objective(Path(out), before, config, any_scored=has_scored_trial(Path(out), before),
-                             sides=(stored.get(TRAINED_SIDE), side))
+        any_scored = has_scored_trial(Path(out), before)
+        stored_side = stored.get(TRAINED_SIDE)
+        if stored_side is None and any_scored and before.resolution is None:
+            stored_side = legacy_side(Path(out), pairs, side)
+        check_same_objective(Path(out), before, config, any_scored=any_scored, sides=(stored_side, side))
     check_name(config.dataset)
     if config.objective == "energy":
         from ..evaluate.energy import energy_available
@@ -67,6 +70,17 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir), TRAINED_SIDE: side},
                                                      sort_keys=False))
     return config, run_dir, stored is not None
+
+
+def legacy_side(run_dir: Path, pairs: list[str], side: int) -> int:
+    """The side a run made before nas stored it (TRAINED_SIDE) trained at: only the user can say, with
+    resolution= (a space's proxy_resolution may have changed since; mnas's went from the data set's own side
+    to 16 px), so without it the resume is refused rather than mixing trials scored at two sides."""
+    if parse_pairs(pairs).get("resolution") is None:
+        raise UserError(f"out: {run_dir} was made by an earlier nas that did not record the side its proxy trained "
+                        "at; allowed: resolution=N naming that side (the data set's own side, 8 for digits, unless "
+                        "the space declared proxy_resolution then), or a new out=")
+    return side
 
 
 def has_scored_trial(run_dir: Path, config: SearchConfig) -> bool:
