@@ -1,5 +1,7 @@
 """Spaces declare the proxy resolution they need; every built-in space searches on the default data set."""
 
+from pathlib import Path
+
 import pytest
 
 from nas.errors import UserError
@@ -76,3 +78,16 @@ def test_a_space_sets_its_own_proxy_training_defaults_under_what_the_user_gives(
         space_from_dict({**data, "proxy_training": {"w": -1}}, "mnas.yaml")
     with pytest.raises(UserError, match="mnas.yaml: proxy_training.lr: got 'fast'"):
         space_from_dict({**data, "proxy_training": {"lr": "fast"}}, "mnas.yaml")
+
+
+def test_the_fidelity_bench_measures_what_nas_search_trains_for_each_space(monkeypatch):
+    # bench/proxy_fidelity.py marks "the default" row by matching nas's resolved settings: if a space's
+    # proxy settings change, the bench must follow, or its table compares against the wrong row.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    import proxy_fidelity as bench
+
+    assert bench.default_setting("mnas").name == "digits-16px-4ep-lr0.0005"
+    assert bench.default_setting("lcnet").name == "digits-8px-4ep"
+    osa = bench.at_space_side(bench.SETTINGS["digits-8px-4ep"], "osa")  # 8 px vanishes in osa's stem
+    assert (osa.resolution, osa.name) == (29, "digits-29px-4ep")
+    assert bench.at_space_side(bench.SETTINGS["digits-8px-4ep"], "mnas").resolution is None  # 8 px works there
