@@ -364,12 +364,14 @@ def test_a_run_made_before_sides_were_stored_resumes_only_with_its_side_named(ti
     out = tmp_path / "run"
     run_search([f"space={tiny_space}", *CHEAP, "trials=1", f"out={out}"], evaluator=quick, progress=False)
     stored = yaml.safe_load((out / "config.yaml").read_text())
-    del stored["proxy_resolution"]  # as an earlier nas wrote it: which side its scored trial saw is unknown
+    del stored["proxy_resolution"]  # as an earlier nas wrote it
     (out / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    # ... and the space has since declared a larger side: which one its scored trial saw is unknown.
+    tiny_space.write_text(tiny_space.read_text() + "proxy_resolution: 16\n")
     before = (out / "config.yaml").read_text()
     assert main(["search", f"out={out}", "trials=2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "earlier nas" in err[0] and "resolution=N" in err[0]
+    assert len(err) == 1 and "earlier nas" in err[0] and "now trains at 16 px" in err[0] and "(8 unless" in err[0]
     assert (out / "config.yaml").read_text() == before
     more = run_search([f"out={out}", "trials=2", "resolution=8"], evaluator=quick, progress=False, say=lambda _: None)
     assert len(more.records) == 2

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ..errors import SpecError, UserError
 from ..settings import SearchConfig
-from ..space import load_space, needed_resolution
+from ..space import load_space, needed_resolution, smallest_resolution
 from ..spec import Spec, replace, resolve
 
 #: The side each built-in data set's images have (an image folder: resolution=, else 32).
@@ -27,6 +27,12 @@ def proxy_resolution(config: SearchConfig) -> int:
     if config.resolution:
         return config.resolution
     return max(NATIVE_RESOLUTION.get(config.dataset, 32), needed_resolution(load_space(config.space)))
+
+
+def undeclared_resolution(config: SearchConfig) -> int:
+    """The side proxy_resolution gives a space that declares no proxy_resolution: what a run made before nas stored
+    its side (nas.search.run_folder.TRAINED_SIDE) trained at, unless its space declared one then."""
+    return max(NATIVE_RESOLUTION.get(config.dataset, 32), smallest_resolution(load_space(config.space)))
 
 
 def check_device(config: SearchConfig) -> None:

@@ -21,7 +21,7 @@ from .backend import backend_for
 from .candidate import Context
 from .config import SearchConfig, parse_pairs, resolve_config, space_defaults
 from .evaluation import make_configured_evaluator
-from .preflight import check_candidates, check_device, proxy_resolution
+from .preflight import check_candidates, check_device, proxy_resolution, undeclared_resolution
 from .run_folder import CONFIG_FILE, TRAINED_SIDE, as_settings, check_same_objective, stored_settings
 
 
@@ -53,7 +53,7 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
         any_scored = has_scored_trial(Path(out), before)
         stored_side = stored.get(TRAINED_SIDE)
         if stored_side is None and any_scored and before.resolution is None:
-            stored_side = legacy_side(Path(out), pairs, side)
+            stored_side = legacy_side(Path(out), pairs, config, side)
         check_same_objective(Path(out), before, config, any_scored=any_scored, sides=(stored_side, side))
     check_name(config.dataset)
     if config.objective == "energy":
@@ -72,15 +72,17 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     return config, run_dir, stored is not None
 
 
-def legacy_side(run_dir: Path, pairs: list[str], side: int) -> int:
-    """The side a run made before nas stored it (TRAINED_SIDE) trained at: only the user can say, with
-    resolution= (a space's proxy_resolution may have changed since; mnas's went from the data set's own side
-    to 16 px), so without it the resume is refused rather than mixing trials scored at two sides."""
-    if parse_pairs(pairs).get("resolution") is None:
-        raise UserError(f"out: {run_dir} was made by an earlier nas that did not record the side its proxy trained "
-                        "at; allowed: resolution=N naming that side (the data set's own side, 8 for digits, unless "
-                        "the space declared proxy_resolution then), or a new out=")
-    return side
+def legacy_side(run_dir: Path, pairs: list[str], config: SearchConfig, side: int) -> int:
+    """The side a run made before nas stored it (TRAINED_SIDE) trained at. Such a run's side came from the data set
+    and what the space needs to work; a proxy_resolution declared above that since (mnas's 16) makes it unknown,
+    and only the user can name it, with resolution=: refused without it rather than mixing trials scored at two
+    sides."""
+    undeclared = undeclared_resolution(config)
+    if side == undeclared or parse_pairs(pairs).get("resolution") is not None:
+        return side
+    raise UserError(f"out: {run_dir} was made by an earlier nas that did not record the side its proxy trained at, "
+                    f"and the space now trains at {side} px; allowed: resolution=N naming that side ({undeclared} "
+                    "unless the space declared proxy_resolution then), or a new out=")
 
 
 def has_scored_trial(run_dir: Path, config: SearchConfig) -> bool:
