@@ -115,14 +115,15 @@ _data_cache: dict = {}
 
 
 def default_setting(space: str) -> Setting | None:
-    """The setting that is what `nas search space=SPACE` does with its defaults (so the table marks it), if listed."""
+    """The setting that is what `nas search space=SPACE` does with its defaults (so the table marks it), if listed,
+    at the space's side (at_space_side)."""
     from nas.search.config import space_defaults
     from nas.search.preflight import NATIVE_RESOLUTION, proxy_resolution
 
     config = replace(space_defaults(load_space(space)), space=space)  # as nas search resolves it
     train = config.train
-    for s in SETTINGS.values():
-        side = at_space_side(s, space).resolution or NATIVE_RESOLUTION[s.dataset]
+    for s in (at_space_side(s, space) for s in SETTINGS.values()):
+        side = s.resolution or NATIVE_RESOLUTION[s.dataset]
         if ((s.dataset, side, s.epochs, s.max_train, s.batch_size, s.lr)
                 == (config.dataset, proxy_resolution(config), train.epochs, None, train.batch_size, train.lr)):
             return s
@@ -363,8 +364,9 @@ def reference_noise(name: str, seeds: dict[int, dict[str, float]], seconds: floa
 def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, float]) -> str:
     which = f" (samples {args.skip_archs + 1}-{args.skip_archs + args.archs})" if args.skip_archs else ""
     side = reference_setting(args).resolution
-    lines = [f"{args.archs} architectures from the {args.space} space{which}. Reference: fashion-mnist-full, {args.ref_images} "
-             f"training images at {side} px, {args.ref_epochs} epochs, mean of seeds 0..{args.ref_seeds - 1} (held-out "
+    lines = [f"{args.archs} architectures from the {args.space} space{which}. Reference: fashion-mnist-full, "
+             f"{args.ref_images} training images at {side} px, {args.ref_epochs} epochs, mean of seeds "
+             f"0..{args.ref_seeds - 1} (held-out "
              f"top-1 {min(ref.values()):.3f} to {max(ref.values()):.3f}). Proxies under seeds 0 and 1, one torch "
              f"thread per trial, worker processes on a 2-core machine. Mean of seeds: the two seeds' mean accuracy "
              f"against the reference, with a 90% bootstrap interval over the architectures; one seed: each seed "
@@ -373,7 +375,8 @@ def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, fl
              f"of seeds 2-3 (mean-of-seeds column), seed 0 against seed 1: the noise through which every proxy's "
              f"tau is measured. Top quarter: tau between seeds 0 and 1 among the best quarter by their mean, "
              f"where a winner is picked; seed sd: the accuracy's standard deviation between seeds 0 and 1 (pairs "
-             f"further apart than about twice it are ordered alike by both seeds). Closer than the default: the share of 2,000 bootstrap resamples of the "
+             f"further apart than about twice it are ordered alike by both seeds). Closer than the default: the "
+             f"share of 2,000 bootstrap resamples of the "
              f"architectures in which the setting's tau beats the default's on the same resample, for the mean of "
              f"seeds / for one seed (0.5: no difference). Rho without seed noise: Spearman's rho of the two means "
              f"corrected for both sides' seed noise (an estimate of what a noise-free proxy would reach against "
@@ -422,8 +425,9 @@ def main() -> None:
     # The first --skip-archs samples are left out: a fresh set on which a setting chosen on the first can be
     # confirmed (choosing the best of many settings on one set flatters it).
     specs = sample_specs(args.skip_archs + args.archs, space_name=args.space)[args.skip_archs:]
-    name = "proxy_fidelity" + ("" if args.space == "mnas" else f"_{args.space}") + (f"_archs{args.skip_archs + 1}-{args.skip_archs + args.archs}"
-                               if args.skip_archs or args.archs != 24 else "")
+    name = ("proxy_fidelity" + ("" if args.space == "mnas" else f"_{args.space}")
+            + (f"_archs{args.skip_archs + 1}-{args.skip_archs + args.archs}" if args.skip_archs or args.archs != 24
+               else ""))
     hashes = [spec_hash(spec) for spec in specs]
     ref_setting = reference_setting(args)
     ref_seeds = range(args.ref_seeds)
@@ -440,7 +444,7 @@ def main() -> None:
                            mean_seconds(proxy_runs, [(s.tag(seed), h) for seed in SEEDS for h in hashes]),
                            ref_by_seed)
                  for s in chosen]
-    default = at_space_side(default_setting(args.space), args.space) if default_setting(args.space) else None
+    default = default_setting(args.space)
     base = next((x for x in summaries if default and x["setting"] == default.name), None)
     for summary in summaries:
         if base is None:

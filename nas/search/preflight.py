@@ -26,13 +26,17 @@ def proxy_resolution(config: SearchConfig) -> int:
     (as nas.search.evaluation.configured_data loads it)."""
     if config.resolution:
         return config.resolution
-    return max(NATIVE_RESOLUTION.get(config.dataset, 32), needed_resolution(load_space(config.space)))
+    return max(_data_side(config), needed_resolution(load_space(config.space)))
 
 
 def undeclared_resolution(config: SearchConfig) -> int:
     """The side proxy_resolution gives a space that declares no proxy_resolution: what a run made before nas stored
     its side (nas.search.run_folder.TRAINED_SIDE) trained at, unless its space declared one then."""
-    return max(NATIVE_RESOLUTION.get(config.dataset, 32), smallest_resolution(load_space(config.space)))
+    return max(_data_side(config), smallest_resolution(load_space(config.space)))
+
+
+def _data_side(config: SearchConfig) -> int:
+    return NATIVE_RESOLUTION.get(config.dataset, 32)
 
 
 def check_device(config: SearchConfig) -> None:

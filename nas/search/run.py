@@ -21,8 +21,8 @@ from .backend import backend_for
 from .candidate import Context
 from .config import SearchConfig, parse_pairs, resolve_config, space_defaults
 from .evaluation import make_configured_evaluator
-from .preflight import check_candidates, check_device, proxy_resolution, undeclared_resolution
-from .run_folder import CONFIG_FILE, TRAINED_SIDE, as_settings, check_same_objective, stored_settings
+from .preflight import check_candidates, check_device, proxy_resolution
+from .run_folder import CONFIG_FILE, TRAINED_SIDE, as_settings, check_same_objective, stored_settings, trained_side
 
 
 @dataclass
@@ -38,7 +38,8 @@ class SearchResult:
 def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     """Settings and run directory. An existing run directory resumes: its stored settings, then the new key=value
     (refused when they change what the run maximises; see nas.search.run_folder)."""
-    out = parse_pairs(pairs).get("out")
+    given = parse_pairs(pairs)
+    out = given.get("out")
     if out:
         check_output_folder("out", out, "a new folder or a run directory made by nas search")
         check_writable_files("out", Path(out))
@@ -51,10 +52,8 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     if stored is not None:
         before = as_settings(stored)
         any_scored = has_scored_trial(Path(out), before)
-        stored_side = stored.get(TRAINED_SIDE)
-        if stored_side is None and any_scored and before.resolution is None:
-            stored_side = legacy_side(Path(out), pairs, config, side)
-        check_same_objective(Path(out), before, config, any_scored=any_scored, sides=(stored_side, side))
+        trained = trained_side(Path(out), stored, config, side, any_scored, "resolution" in given)
+        check_same_objective(Path(out), before, config, any_scored=any_scored, sides=(trained, side))
     check_name(config.dataset)
     if config.objective == "energy":
         from ..evaluate.energy import energy_available
@@ -70,19 +69,6 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir), TRAINED_SIDE: side},
                                                      sort_keys=False))
     return config, run_dir, stored is not None
-
-
-def legacy_side(run_dir: Path, pairs: list[str], config: SearchConfig, side: int) -> int:
-    """The side a run made before nas stored it (TRAINED_SIDE) trained at. Such a run's side came from the data set
-    and what the space needs to work; a proxy_resolution declared above that since (mnas's 16) makes it unknown,
-    and only the user can name it, with resolution=: refused without it rather than mixing trials scored at two
-    sides."""
-    undeclared = undeclared_resolution(config)
-    if side == undeclared or parse_pairs(pairs).get("resolution") is not None:
-        return side
-    raise UserError(f"out: {run_dir} was made by an earlier nas that did not record the side its proxy trained at, "
-                    f"and the space now trains at {side} px; allowed: resolution=N naming that side ({undeclared} "
-                    "unless the space declared proxy_resolution then), or a new out=")
 
 
 def has_scored_trial(run_dir: Path, config: SearchConfig) -> bool:

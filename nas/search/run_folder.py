@@ -14,6 +14,7 @@ from ..errors import UserError
 from ..folders import read_settings_file
 from ..settings import SearchConfig, apply
 from .config import stored_values
+from .preflight import undeclared_resolution
 
 CONFIG_FILE = "config.yaml"
 GRID_FILE = "grid.yaml"   # nas.scale_run.GRID_FILE: a scale grid's folder
@@ -60,6 +61,24 @@ def inherited_settings(stored: dict, keys: tuple[str, ...]) -> dict:
     return inherited
 
 
+def trained_side(run_dir: Path, stored: dict, config: SearchConfig, side: int, any_scored: bool,
+                 resolution_given: bool) -> int | None:
+    """The side the run's trials trained at, to compare with ``side`` (what ``config`` trains at) on resume; None
+    where the resolution key alone tells (a run with resolution= or no scored trial, made before sides were stored).
+
+    A run made before nas stored its side trained at the data set's side or what its space needs to work
+    (undeclared_resolution). Where the space now declares more (mnas's 16 px), that side is unknown and only the
+    user can name it, with resolution=: refused without it rather than mixing trials scored at two sides."""
+    if stored.get(TRAINED_SIDE) is not None or not any_scored or stored.get("resolution") is not None:
+        return stored.get(TRAINED_SIDE)
+    undeclared = undeclared_resolution(config)
+    if side == undeclared or resolution_given:
+        return side
+    raise UserError(f"out: {run_dir} was made by an earlier nas that did not record the side its proxy trained at, "
+                    f"and the space now trains at {side} px; allowed: resolution=N naming that side ({undeclared} "
+                    "unless the space declared proxy_resolution then), or a new out=")
+
+
 def as_settings(stored: dict) -> SearchConfig:
     """A stored config.yaml as settings (keys an older or newer nas wrote and this one does not know: skipped)."""
     return apply(SearchConfig(), stored_values(stored), "stored config: ")
@@ -74,13 +93,13 @@ def changed_settings(before: SearchConfig, after: SearchConfig,
     resolution key: resolution=16 resumes a run that trained at 16 px without it, and a space whose
     proxy_resolution changed under the same settings is caught."""
     keys = OBJECTIVE_KEYS + (MEASURED_COST_KEYS if before.objective in ("latency", "energy") else ())
-    stored_side = sides[0] if sides else None
+    stored_side, new_side = sides or (None, None)
     if stored_side is not None:
         keys = tuple(k for k in keys if k != "resolution")
     old, new = before.to_dict(), after.to_dict()
     changes = [f"{k} {old[k]!r} -> {new[k]!r}" for k in keys if old.get(k) != new.get(k)]
-    if stored_side is not None and sides and stored_side != sides[1]:
-        changes.append(f"proxy side {stored_side} px -> {sides[1]} px (resolution={stored_side} keeps it)")
+    if stored_side is not None and stored_side != new_side:
+        changes.append(f"proxy side {stored_side} px -> {new_side} px (resolution={stored_side} keeps it)")
     return changes
 
 
