@@ -6,7 +6,9 @@ For each space: a search with objective=flops (target --target-flops), then one 
 whose target is the predicted latency of the FLOPs search's winner (same trials, epochs, seed, data: a
 matched budget). Each winner's FLOPs, measured latency (its own resolution, batch 1, 1 torch thread,
 thread CPU time) and proxy accuracy are printed, then the decisions where the two winners differ.
-Latency comes from the latency table (latency=predicted, the default), built on demand in $NAS_CACHE.
+Latency comes from the latency table (latency=predicted, the default), built in a fresh temporary
+$NAS_CACHE (``--cache`` to keep one) and calibrated on the space's samples as a search calibrates it;
+the target is predicted the same way. Each winner's predicted latency is printed beside its measurement.
 
 Small budgets (the defaults take minutes on two cores, proxy training on digits): read the differences
 as what each objective pushes towards, not as a verdict. Writes bench/results/flops_vs_latency.md.
@@ -15,6 +17,7 @@ as what each objective pushes towards, not as a verdict. Writes bench/results/fl
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +32,7 @@ def parse_args():
     parser.add_argument("--epochs", type=int, default=3)  # 1 epoch leaves mnas/lcnet at chance on digits
     parser.add_argument("--target-flops", default="300M")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", help="cache directory for the latency table (default: a temporary one)")
     parser.add_argument("--out", default=str(HERE / "results"))
     return parser.parse_args()
 
@@ -45,13 +49,27 @@ def search(space: str, objective_pairs: list[str], args, runs: Path):
     return loads(best["spec_yaml"]), best
 
 
-def describe(spec, best) -> dict:
+def predicted(space: str, spec) -> float:
+    """The spec's latency as a latency search of ``space`` predicts it: the table calibrated on the space's
+    samples first (nas.search.candidate.CALIBRATION_SEEDS), then the overhead held fixed."""
+    from nas.evaluate.latency_table import calibrate, load_table, predict
+    from nas.search.candidate import CALIBRATION_SEEDS
+    from nas.space import load_space, random_choices, sample
+
+    table = load_table("cpu", 1)
+    loaded = load_space(space)
+    calibrate(table, (sample(loaded, random_choices(seed)) for seed in CALIBRATION_SEEDS))
+    return predict(table, spec, fit_overhead=False)
+
+
+def describe(space: str, spec, best) -> dict:
     from nas.cost import count_cost
     from nas.evaluate.latency import measure_latency
 
     latency = measure_latency(spec, threads=1)
     return {"flops": count_cost(spec).flops, "latency_ms": latency.median_ms, "iqr_ms": latency.iqr_ms,
-            "accuracy": best["accuracy"], "hardware": f"{latency.hardware} ({latency.clock})"}
+            "predicted_ms": predicted(space, spec), "accuracy": best["accuracy"],
+            "hardware": f"{latency.hardware} ({latency.clock})"}
 
 
 def differences(a, b) -> list[str]:
@@ -72,7 +90,7 @@ def differences(a, b) -> list[str]:
 
 def main() -> int:
     args = parse_args()
-    from nas.evaluate.latency_table import predict_latency
+    os.environ["NAS_CACHE"] = args.cache or tempfile.mkdtemp(prefix="nas-flops-vs-latency-cache-")
     from nas.io import write_text
 
     runs = Path(tempfile.mkdtemp(prefix="nas-flops-vs-latency-"))
@@ -82,15 +100,18 @@ def main() -> int:
     lines = [header]
     for space in args.spaces:
         flops_spec, flops_best = search(space, ["objective=flops", f"target_flops={args.target_flops}"], args, runs)
-        target = predict_latency(flops_spec)
+        target = predicted(space, flops_spec)
         latency_spec, latency_best = search(space, ["objective=latency", f"target={target:.3f}ms"], args, runs)
-        rows = [("flops", describe(flops_spec, flops_best)), ("latency", describe(latency_spec, latency_best))]
+        rows = [("flops", describe(space, flops_spec, flops_best)),
+                ("latency", describe(space, latency_spec, latency_best))]
         lines.append(f"## {space} (latency target {target:.2f} ms)\n")
-        lines.append("| objective | FLOPs (M) | measured latency (ms) | IQR (ms) | proxy accuracy |")
-        lines.append("|---|---:|---:|---:|---:|")
+        lines.append("| objective | FLOPs (M) | measured latency (ms) | IQR (ms) | predicted (ms) | error | "
+                     "proxy accuracy |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
         for objective, row in rows:
+            error = 100 * (row["predicted_ms"] - row["latency_ms"]) / row["latency_ms"]
             lines.append(f"| {objective} | {row['flops'] / 1e6:.0f} | {row['latency_ms']:.2f} | {row['iqr_ms']:.2f} | "
-                         f"{row['accuracy']:.3f} |")
+                         f"{row['predicted_ms']:.2f} | {error:+.0f} % | {row['accuracy']:.3f} |")
         lines.append(f"\nmeasured on {rows[0][1]['hardware']}; the latency search chose differently:\n")
         lines += [f"- {d}" for d in differences(flops_spec, latency_spec)] or ["- nothing: the same network"]
         lines.append("")

@@ -84,8 +84,9 @@ def _latency_build(args) -> int:
         raise UserError("nas latency build: nothing to build for; allowed: --space NAME or one or more specs")
     table, timed = build_table(args.space, [load_spec(s) for s in args.specs], args.device, args.threads,
                                args.samples, args.resolution, progress=not args.quiet)
+    fitting = len(table.fit_networks())
     overhead = ("not fitted yet (no network of 1M+ parameters timed)" if table.ms_per_mparam is None
-                else f"{table.ms_per_mparam:.3f} ms per million params")
+                else f"{table.ms_per_mparam:.3f} ms per million params, fitted on {fitting} network(s)")
     print(f"latency table for {table.fingerprint}: {len(table.entries)} entries ({timed} timed now), "
           f"per-network overhead {overhead} -> {table.path}")
     return 0

@@ -50,6 +50,28 @@ def test_final_stage_picks_best_yaml_and_shows_both_stages(tiny_space, tmp_path)
     assert f"seed spread (max - min accuracy) {chosen['spread']:.4f}" in report
 
 
+def test_a_latency_search_measures_its_finalists(tiny_space, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    result = run_search([f"space={tiny_space}", "trials=4", "objective=latency", "target=1ms", "epochs=1",
+                         "dataset=digits", "final_top_k=2", "final_epochs=1", "final_seeds=1", f"out={out}"],
+                        progress=False, say=lambda line: None)
+    picks = final.top_candidates(result.records, 2)
+    by_hash = {r["spec_hash"]: r for r in result.final}
+    assert set(by_hash) == {p["spec_hash"] for p in picks}
+    for pick in picks:  # the final stage rewarded a measurement, not the search's prediction
+        assert by_hash[pick["spec_hash"]]["cost"] != pick["cost"]
+    summary = final.summarise(result.config, result.records, result.final)
+    assert all(row["cost"] == by_hash[row["search"]["spec_hash"]]["cost"] for row in summary)
+    assert result.best["cost"] == final.winner(summary)["cost"]
+    report = (out / "report.md").read_text()
+    assert "latency in this stage: measured end to end" in report and "| measured latency (ms) |" in report
+    # a resume keeps the figures the finished trainings recorded: nothing is measured again
+    again = run_search([f"out={out}"], progress=False, say=lambda line: None)
+    assert {r["spec_hash"]: r["cost"] for r in again.final} == {h: r["cost"] for h, r in by_hash.items()}
+    assert again.best["cost"] == result.best["cost"]
+
+
 def _final_trials(out: Path) -> list[dict]:
     return [r for r in final.records(out) if r["state"] == "complete"]
 

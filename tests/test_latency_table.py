@@ -88,6 +88,64 @@ def test_the_overhead_is_fitted_on_large_networks_only_and_never_negative(tmp_pa
     assert table.ms_per_mparam == 0.0
 
 
+def test_the_overhead_is_the_ratio_of_sums_and_needs_several_networks(tmp_path):
+    table = lt.LatencyTable("cpu", 1, "test", tmp_path / "t.json")
+    table.networks = [[9.0, 8.0, 2_000_000], [20.0, 16.0, 6_000_000]]  # rates 0.5 and 0.67 ms per million
+    assert table.ms_per_mparam == pytest.approx(5.0 / 8.0)             # not their mean or median (0.58)
+    assert not table.calibrated
+    table.networks += [[9.0, 8.0, 2_000_000]] * (lt.OVERHEAD_NETWORKS - 2) + [[1.0, 2.0, 80_000]]
+    assert table.calibrated and len(table.fit_networks()) == lt.OVERHEAD_NETWORKS
+
+
+WIDE_SPACE = """
+name: wide
+description: Networks of 1M+ parameters that time in milliseconds (8 px), for calibration tests.
+spec:
+  resolution: 8
+  num_classes: 4
+  stem: [{block: conv, out_channels: 64, kernel: 1, stride: 1}]
+  head: {channels: 0}
+per_stage:
+  block: [conv]
+  kernel: [3, 5]
+  channel_scale: [0.75, 1.0]
+skeleton:
+  - {out_channels: 512, repeats: 1, stride: 1}
+  - {out_channels: 512, repeats: 1, stride: 1}
+"""
+
+
+def test_a_latency_search_calibrates_on_its_space_before_its_first_prediction(tmp_path):
+    from nas.search.candidate import Context
+    from nas.search.config import SearchConfig
+    from nas.space import load_space, random_choices, sample
+
+    path = tmp_path / "wide.yaml"
+    path.write_text(WIDE_SPACE)
+    space = load_space(str(path))
+    assert all(count_cost(sample(space, random_choices(seed))).params >= lt.FIT_MIN_PARAMS for seed in range(20))
+    context = Context(SearchConfig(objective="latency", target=5.0), lambda choose: sample(space, choose), None)
+    first = sample(space, random_choices(0))
+    cost = context.objective_cost(first, "first", count_cost(first))
+    table = lt.load_table("cpu", 1)
+    # the overhead was fitted on several distinct networks of the space before the first cost was given ...
+    assert table.calibrated and len({(s, p) for _, s, p in table.networks}) == len(table.networks)
+    assert cost == pytest.approx(lt.predict(table, first, fit_overhead=False))
+    rate = table.ms_per_mparam
+    # ... and later predictions time no whole network, so every trial's cost is on the same footing
+    for seed in range(2, 8):
+        spec = sample(space, random_choices(seed))
+        context.objective_cost(spec, f"k{seed}", count_cost(spec))
+    again = lt.load_table("cpu", 1)
+    assert again.networks == table.networks and again.ms_per_mparam == rate
+    # another worker of the search (its own Context, the same device's table) finds it calibrated
+    other = Context(SearchConfig(objective="latency", target=5.0), lambda choose: sample(space, choose), None)
+    spec = sample(space, random_choices(9))
+    cost = other.objective_cost(spec, "k9", count_cost(spec))
+    assert cost == pytest.approx(lt.predict(again, spec, fit_overhead=False))
+    assert lt.load_table("cpu", 1).networks == table.networks
+
+
 def test_the_first_large_network_is_timed_once_to_fit_the_overhead():
     wide = from_dict({"name": "wide", "resolution": 8, "num_classes": 4,
                       "stem": [{"block": "conv", "out_channels": 512, "kernel": 1, "stride": 1}],
@@ -116,6 +174,6 @@ def test_objective_latency_predicts_by_default(one_layer):
 
     config = SearchConfig(objective="latency", target=5.0)
     assert config.latency == "predicted" and config.latency_threads == 1
-    cost = Context(config, None, None).objective_cost(one_layer, "k", count_cost(one_layer))
+    cost = Context(config, lambda choose: one_layer, None).objective_cost(one_layer, "k", count_cost(one_layer))
     table = lt.load_table("cpu", 1)
     assert table.path.exists() and cost == pytest.approx(lt.predict(table, one_layer))

@@ -67,7 +67,8 @@ def option(space_path, block):
 
 def context(space_path, *pairs):
     config, _ = resolve_config([f"space={space_path}", *pairs])
-    return Context(config, propose=None, evaluator=None)
+    space = load_space(str(space_path))
+    return Context(config, propose=lambda choose: sample(space, choose), evaluator=None)
 
 
 def cost_of(ctx, spec):

@@ -8,16 +8,21 @@ and a block's residual adds, concatenations and activations are counted where th
 allows either; a per-layer table was not tried).
 
 A spec's prediction = the sum of its entries + a per-network overhead proportional to its parameters,
-fitted on a few whole networks (median of (measured - sum) / parameters). Timed alone and repeated, a
-block finds its weights in the caches; inside a network the other blocks have pushed them out, so each
-pass reads them from memory again: about 0.5 ms per million parameters on one EPYC thread, 25-35 % of
-an mnas sample at 112 px. On the bench's networks a constant overhead left a median error of 10-11 %,
-this one about 8 %; flushing the caches before each timed pass predicted worse than either.
+fitted on a few whole networks. Timed alone and repeated, a block finds its weights (and its input) in
+the caches; inside a network the other blocks have pushed them out, so each pass reads them from memory
+again: about 0.5 ms per million parameters on one EPYC thread, 25-35 % of an mnas sample at 112 px. On
+the bench's networks a constant overhead left a median error of 10-11 %, this one about 8 %; flushing
+the caches before each timed pass predicted worse than either.
 
-Only networks of at least FIT_MIN_PARAMS parameters fit the overhead. A small network's weights stay in
-cache (there is no overhead to fit), and dividing its timing noise by a few thousand parameters gave
-rates of either sign and any size: fitted on one 80k-parameter network on a loaded machine, the rate
-came out at -5 ms per million and predicted a negative latency. The rate is never below zero either.
+The overhead is the ratio of sums over the timed networks, sum(measured - blocks' sum) / sum(params),
+never below zero, and it counts as fitted once OVERHEAD_NETWORKS networks are timed (`calibrated`). One
+network is not a fit: on this shared 2-core VM a whole-network reading moves 10-50 % between minutes,
+so single-network rates ran from -0.9 to +1.2 ms per million at 224 px, and a search whose rate came
+from its first large candidate mispredicted its winners by -42 % and +25 % (bench/flops_vs_latency).
+A search therefore calibrates before its first prediction (`calibrate`, on samples of its own space)
+and then predicts with that rate fixed: every trial's cost has the same meaning. Only networks of at
+least FIT_MIN_PARAMS parameters fit: a small network's weights stay in cache (there is no overhead to
+fit), and a fit on one 80k-parameter network on a loaded machine once gave -5 ms per million.
 
 One table per device fingerprint (CPU model and torch threads, or GPU name; plus the torch version),
 kept as JSON in the cache directory and written whole via nas.io. A corrupt file is ignored with a
@@ -41,7 +46,7 @@ from ..blocks import build_block
 from ..build import Head
 from ..cost import count_cost
 from ..io import write_text
-from ..spec import Resolved, ResolvedBlock, Spec, resolve, with_overrides
+from ..spec import Resolved, ResolvedBlock, Spec, dumps, resolve, with_overrides
 from .device_lock import cache_dir
 from .latency import (
     DEFAULT_THREADS,
@@ -82,13 +87,25 @@ class LatencyTable:
     entries: dict[str, float] = field(default_factory=dict)         # layer key -> median ms
     networks: list[list[float]] = field(default_factory=list)   # [measured ms, sum of entries ms, params] each
 
+    def fit_networks(self) -> list[list[float]]:
+        """The timed networks large enough to fit the overhead (at least FIT_MIN_PARAMS parameters)."""
+        return [network for network in self.networks if network[2] >= FIT_MIN_PARAMS]
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the overhead rests on OVERHEAD_NETWORKS networks, so no prediction times another one."""
+        return len(self.fit_networks()) >= OVERHEAD_NETWORKS
+
     @property
     def ms_per_mparam(self) -> float | None:
-        """The fitted overhead: milliseconds a network adds to its blocks' sum per million parameters
-        (never negative); None until a network of at least FIT_MIN_PARAMS parameters has been timed."""
-        rates = [(measured - summed) / (params / 1e6) for measured, summed, params in self.networks
-                 if params >= FIT_MIN_PARAMS]
-        return max(0.0, statistics.median(rates)) if rates else None
+        """The fitted overhead: milliseconds a network adds to its blocks' sum per million parameters, as
+        the ratio of sums over the fitting networks (a large network weighs more than a small one's noise);
+        never negative; None until a network of at least FIT_MIN_PARAMS parameters has been timed."""
+        fitting = self.fit_networks()
+        if not fitting:
+            return None
+        missing_ms = sum(measured - summed for measured, summed, _ in fitting)
+        return max(0.0, missing_ms / (sum(params for _, _, params in fitting) / 1e6))
 
     def save(self) -> Path:
         """Write the table, keeping entries another process stored meanwhile (same device, same figures)."""
@@ -205,7 +222,7 @@ def fill(table: LatencyTable, specs: Iterable[Spec], batch: int = 1, progress: b
     for layer in _progress(list(missing.values()), progress, f"timing layers on {table.fingerprint}"):
         table.entries[layer.key] = time_layer(layer, table.device, table.threads)
     large = [spec for spec in specs if count_cost(spec).params >= FIT_MIN_PARAMS]  # only these fit the overhead
-    for spec in large[:max(0, overhead_networks - len(table.networks))]:
+    for spec in large[:max(0, overhead_networks - len(table.fit_networks()))]:
         measured = measure_latency(spec, device=table.device, batch=batch, threads=table.threads).median_ms
         table.networks.append([measured, _sum(table, spec, batch), count_cost(spec).params])
     table.save()
@@ -216,9 +233,11 @@ def _sum(table: LatencyTable, spec: Spec, batch: int) -> float:
     return sum(table.entries[layer.key] for layer in spec_layers(spec, batch))
 
 
-def predict(table: LatencyTable, spec: Spec, batch: int = 1, resolution: int | None = None) -> float:
-    """Predicted ms of one forward pass of ``spec``; missing entries are timed now, and so is the whole
-    network when it is the first one large enough to fit the overhead. Until then the overhead is zero."""
+def predict(table: LatencyTable, spec: Spec, batch: int = 1, resolution: int | None = None,
+            fit_overhead: bool = True) -> float:
+    """Predicted ms of one forward pass of ``spec``; missing entries are timed now. With ``fit_overhead``
+    a large network is also timed whole while the table is not yet calibrated (the overhead then moves
+    from call to call: a search calibrates first and passes False). Until a fit the overhead is zero."""
     if resolution is not None:
         spec = with_overrides(spec, resolution=resolution)
     params = count_cost(spec).params
@@ -227,9 +246,35 @@ def predict(table: LatencyTable, spec: Spec, batch: int = 1, resolution: int | N
     except KeyError:
         fill(table, [spec], batch, overhead_networks=0)
         total = _sum(table, spec, batch)
-    if table.ms_per_mparam is None and params >= FIT_MIN_PARAMS:
-        fill(table, [spec], batch, overhead_networks=len(table.networks) + 1)
+    if fit_overhead and not table.calibrated and params >= FIT_MIN_PARAMS and not _timed_whole(table, spec, batch):
+        fill(table, [spec], batch, overhead_networks=len(table.fit_networks()) + 1)
     return total + (table.ms_per_mparam or 0.0) * params / 1e6
+
+
+def _timed_whole(table: LatencyTable, spec: Spec, batch: int) -> bool:
+    """Whether a network with this spec's blocks' sum and parameters is among the timed ones already."""
+    summed, params = _sum(table, spec, batch), count_cost(spec).params
+    return any(s == summed and p == params for _, s, p in table.networks)
+
+
+def calibrate(table: LatencyTable, candidates: Iterable[Spec], batch: int = 1, progress: bool = False) -> int:
+    """Fit the overhead before predicting: time whole networks from ``candidates`` (in order, distinct,
+    large enough) until the table holds OVERHEAD_NETWORKS of them. A search passes samples of its own
+    space, so the rate is fitted on networks like the ones it predicts. Returns how many were timed; fewer
+    than needed when ``candidates`` run out (the rate then rests on those)."""
+    before = len(table.networks)
+    chosen, seen = [], set()
+    for spec in candidates:
+        if len(table.fit_networks()) + len(chosen) >= OVERHEAD_NETWORKS:
+            break
+        key = dumps(spec)
+        if key in seen or count_cost(spec).params < FIT_MIN_PARAMS:
+            continue
+        seen.add(key)
+        chosen.append(spec)
+    if chosen:
+        fill(table, chosen, batch, progress=progress, overhead_networks=OVERHEAD_NETWORKS)
+    return len(table.networks) - before
 
 
 def predict_latency(spec: Spec, device: str = "cpu", threads: int = DEFAULT_THREADS, batch: int = 1,
@@ -257,5 +302,5 @@ def build_table(space: str | None = None, specs: Iterable[Spec] = (), device: st
     return table, fill(table, chosen, progress=progress)
 
 
-__all__ = ["LatencyTable", "build_table", "device_fingerprint", "fill", "load_table", "predict", "predict_latency",
-           "spec_layers", "time_layer"]
+__all__ = ["LatencyTable", "build_table", "calibrate", "device_fingerprint", "fill", "load_table", "predict",
+           "predict_latency", "spec_layers", "time_layer"]

@@ -18,6 +18,11 @@ from ..errors import Rejected
 from ..spec import Spec, dumps, spec_hash
 from .config import SearchConfig
 
+# The samples a latency search fits the table's overhead on: fixed, so every worker and every resume of
+# the same space on one device fits on the same networks; many, so a space of small networks still
+# yields enough large ones (calibrate stops at the table's OVERHEAD_NETWORKS).
+CALIBRATION_SEEDS = range(1000, 1040)
+
 
 class TrialIO(Protocol):
     def choose(self, name: str, options: list) -> Any: ...
@@ -56,6 +61,7 @@ class Context:
     measured: dict[tuple[str, str], float] = field(default_factory=dict)   # (spec hash, objective) -> cost
     evaluated: dict[str, dict] = field(default_factory=dict)               # spec hash -> accuracy, seconds
     lock: threading.Lock = field(default_factory=threading.Lock)
+    calibrated_on: set[str] = field(default_factory=set)                   # devices whose table it calibrated
 
     def measured_key(self, key: str) -> tuple[str, str]:
         """Where a measured cost of the spec with hash ``key`` is cached: (hash, "objective:device")."""
@@ -74,9 +80,7 @@ class Context:
         device = cache_key[1].split(":", 1)[1]
         if cache_key not in self.measured:  # measured once per spec and device
             if objective == "latency" and self.config.latency == "predicted":
-                from ..evaluate.latency_table import predict_latency
-
-                value = predict_latency(spec, device, self.config.latency_threads)
+                value = self.predicted_latency(spec, device)
             elif objective == "latency":
                 from ..evaluate.latency import latency_report
 
@@ -88,6 +92,25 @@ class Context:
             with self.lock:
                 self.measured[cache_key] = value
         return self.measured[cache_key]
+
+    def predicted_latency(self, spec: Spec, device: str) -> float:
+        """The latency table's prediction, with the overhead fitted before the first one (on samples of
+        what this search proposes) and then held fixed, so every trial's cost means the same."""
+        from ..evaluate.device_lock import measuring_on
+        from ..evaluate.latency_table import calibrate, load_table, predict
+        from ..space import random_choices
+
+        table = load_table(device, self.config.latency_threads)
+        if not table.calibrated and device not in self.calibrated_on:
+            # The device's measuring lock, held throughout: another worker thread, process or Ray worker on
+            # this host calibrating the same table finishes first, and this one then finds it done.
+            with measuring_on(table.device):
+                table = load_table(device, self.config.latency_threads)
+                if device not in self.calibrated_on:  # once: a space of small networks has too few to fit on
+                    samples = (self.propose(random_choices(seed)) for seed in CALIBRATION_SEEDS)
+                    calibrate(table, (spec for spec in samples if spec is not None))  # a final stage's: none
+                    self.calibrated_on.add(device)
+        return predict(table, spec, fit_overhead=False)
 
 
 def run_candidate(ctx: Context, io: TrialIO) -> Outcome:

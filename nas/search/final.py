@@ -6,6 +6,12 @@ candidates by proxy reward are re-trained for ``final_epochs`` (default 3x the s
 ``final_seeds`` seeds; a candidate's final reward is reward(mean accuracy over its seeds, cost), and the
 best final reward is best.yaml.
 
+A latency search that predicted its costs (latency=predicted, the default) has its finalists timed
+end to end before they train, and their final rewards use that measurement: a search that minimises a
+predicted latency picks, among near-equal candidates, the ones whose prediction errs low, so the
+winner's own prediction is the least trustworthy (bench/flops_vs_latency). Each finalist is measured
+once, and a resumed stage keeps the figure its earlier trainings recorded.
+
 The stage is a second Optuna study ("nas-final") in the run's journal, each (candidate, seed) pair an
 enqueued trial, so a killed run resumes it like the search: finished pairs are kept, an interrupted one
 is set aside and queued again (optuna_backend.recover_interrupted_trials). It runs in this process
@@ -97,6 +103,9 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
     if config.objective in ("latency", "energy"):                             # the search's are not measured again
         for key, record in proxy.items():
             shared.measured[shared.measured_key(key)] = record["cost"]
+    if measures_finalists(config):  # ... except a predicted latency: each finalist is timed once
+        for key, cost in finalist_latencies(config, picks, specs, records(run_dir)).items():
+            shared.measured[shared.measured_key(key)] = cost
 
     def evaluate(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", optuna_backend.WORKER)
@@ -145,6 +154,22 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
     return records(run_dir)
 
 
+def measures_finalists(config: SearchConfig) -> bool:
+    """Whether the final stage times its candidates instead of keeping the search's predicted latency."""
+    return config.objective == "latency" and config.latency == "predicted"
+
+
+def finalist_latencies(config: SearchConfig, picks: list[dict], specs: dict, final_records: list[dict]) -> dict:
+    """Spec hash -> measured latency (ms) of each finalist: what its earlier final trainings recorded, or a
+    measurement now (median of repeats on the search's latency device and threads)."""
+    from ..evaluate.latency import latency_report
+
+    recorded = {r["spec_hash"]: r["cost"] for r in final_records if r.get("cost") is not None}
+    return {pick["spec_hash"]: recorded.get(pick["spec_hash"]) or latency_report(
+                specs[pick["spec_hash"]], config.latency_device, threads=config.latency_threads)["latency_ms"]
+            for pick in picks}
+
+
 def records(run_dir: Path) -> list[dict]:
     """The final stage's trial records (optuna_backend.to_record, with stage, seed and the search trial)."""
     if not (run_dir / optuna_backend.STORAGE_FILE).exists():
@@ -174,9 +199,12 @@ def summarise(config: SearchConfig, search_records: list[dict], final_records: l
         if not done:
             continue
         mean = sum(done.values()) / len(done)
-        final = reward_fns.reward(mean, pick["cost"], config.cost_target(), config.reward, config.w,
+        # the cost its final trainings were rewarded with: the search's, or a finalist's measured latency
+        cost = next((r["cost"] for r in final_records if r.get("spec_hash") == pick["spec_hash"]
+                     and r.get("cost") is not None), pick["cost"])
+        final = reward_fns.reward(mean, cost, config.cost_target(), config.reward, config.w,
                                   config.w_below, config.w_above)
-        rows.append({"search": pick, "accuracies": dict(sorted(done.items())), "accuracy": mean,
+        rows.append({"search": pick, "accuracies": dict(sorted(done.items())), "accuracy": mean, "cost": cost,
                      "final_reward": final, "spread": max(done.values()) - min(done.values())})
     return rows
 
@@ -234,9 +262,16 @@ def report_lines(config: SearchConfig, summary: list[dict], final_records: list[
     failed = sum(r["state"] == "failed" for r in final_records)
     if not summary:
         return [*lines, "no final training has finished yet; best.yaml is the best by proxy reward.", ""]
-    lines += ["| search trial | proxy reward | accuracy per seed | mean accuracy | final reward | seed spread |",
-              "|---|---|---|---|---|---|"]
+    measured = measures_finalists(config)
+    if measured:
+        lines += [f"latency in this stage: measured end to end on {config.latency_device} with "
+                  f"{config.latency_threads} torch thread(s), once per candidate; the search's was predicted.", ""]
+    cost_header = " predicted latency (ms) | measured latency (ms) |" if measured else ""
+    lines += ["| search trial | proxy reward |" + cost_header
+              + " accuracy per seed | mean accuracy | final reward | seed spread |",
+              "|---|---|" + ("---|---|" if measured else "") + "---|---|---|---|"]
     lines += [f"| {row['search']['number']} | {row['search']['reward']:.4f} | "
+              + (f"{row['search']['cost']:.3f} | {row['cost']:.3f} | " if measured else "")
               + ", ".join(f"{a:.4f}" for a in row["accuracies"].values())
               + f" | {row['accuracy']:.4f} | {row['final_reward']:.4f} | {row['spread']:.4f} |" for row in summary]
     tau = kendall_tau([row["search"]["reward"] for row in summary], [row["final_reward"] for row in summary])
@@ -258,7 +293,7 @@ def write_outputs(run_dir: Path, config: SearchConfig, search_records: list[dict
     best = winner(summary)
     chosen = None
     if best:
-        chosen = {**best["search"], "accuracy": best["accuracy"], "reward": best["final_reward"],
+        chosen = {**best["search"], "accuracy": best["accuracy"], "reward": best["final_reward"], "cost": best["cost"],
                   "proxy_reward": best["search"]["reward"], "proxy_accuracy": best["search"]["accuracy"],
                   "seed_spread": best["spread"], "stage": "final"}
     return outputs.write_all(run_dir, search_records, config, final_records, chosen,
