@@ -14,7 +14,8 @@ Goals (issue 10): Spearman rho >= 0.95, median absolute error <= 10 %, predictin
 measuring. Each network is measured twice back to back: the truth is the mean of the two medians, and
 how well the two agree is the noise floor no predictor can beat. Every network is measured a third
 time after all the others (minutes later): how far that moves is the machine's drift, which a table
-timed at one moment and a network measured at another both carry. Measuring = build the model, warm
+timed at one moment and a network measured at another both carry. Then every block is timed again into
+a second, empty table: how far the networks' sums move says how much of the drift the table has. Measuring = build the model, warm
 up, 30 timed passes (what `objective=latency latency=measured` pays per candidate); predicting =
 resolve the spec and sum its table entries with the table filled (what `latency=predicted` pays once
 the table covers the space). Run it when nothing else runs. Writes
@@ -94,7 +95,7 @@ def main() -> int:
     os.environ["NAS_CACHE"] = args.cache or tempfile.mkdtemp(prefix="nas-latency-bench-")
     from nas.cost import count_cost
     from nas.evaluate.latency import measure_latency
-    from nas.evaluate.latency_table import _sum, calibrate, load_table, predict
+    from nas.evaluate.latency_table import _sum, calibrate, fill, load_table, predict
     from nas.search.candidate import CALIBRATION_SEEDS
 
     table = load_table(args.device, args.threads)
@@ -122,7 +123,13 @@ def main() -> int:
         print(f"{name:<24} measured {first.median_ms:8.3f} / {second.median_ms:8.3f} ms (IQR {first.iqr_ms:.3f})  "
               f"predicted {predicted:8.3f} ms  error {100 * error:+6.1f} %", flush=True)
     for row in rows:  # the same networks again, minutes later: the machine's drift
-        row["later_ms"] = measure_latency(row.pop("spec"), device=args.device, threads=args.threads).median_ms
+        row["later_ms"] = measure_latency(row["spec"], device=args.device, threads=args.threads).median_ms
+    # ... and every block timed again into a second, empty table: is the drift in the table or in the truth?
+    os.environ["NAS_CACHE"] = tempfile.mkdtemp(prefix="nas-latency-bench-retimed-")
+    retimed = load_table(args.device, args.threads)
+    fill(retimed, [row["spec"] for row in rows], overhead_networks=0)
+    for row in rows:
+        row["retimed_sum_ms"] = _sum(retimed, row.pop("spec"), 1)
 
     measured_ms = [r["measured_ms"] for r in rows]
     predicted_ms = [r["predicted_ms"] for r in rows]
@@ -133,6 +140,7 @@ def main() -> int:
     repeat_error = statistics.median(abs(r["first_ms"] - r["second_ms"]) / r["measured_ms"] * 100 for r in rows)
     drift = statistics.median(abs(r["later_ms"] - r["measured_ms"]) / r["measured_ms"] * 100 for r in rows)
     rho_later = spearman(measured_ms, [r["later_ms"] for r in rows])
+    sum_drift = statistics.median(abs(r["retimed_sum_ms"] - r["summed_ms"]) / r["summed_ms"] * 100 for r in rows)
     # A search compares candidates timed at different moments: which ranks a later reading better, the
     # prediction or a measurement taken earlier (what latency=measured would have used)?
     rho_predicted_later = spearman(predicted_ms, [r["later_ms"] for r in rows])
@@ -157,7 +165,8 @@ def main() -> int:
                f"- the measurement against itself (each network measured twice back to back, the truth is their "
                f"mean): Spearman rho {rho_repeat:.3f}, median difference {repeat_error:.1f} % (the noise floor)\n"
                f"- the same networks measured again after all the others (minutes later): median difference "
-               f"{drift:.1f} %, Spearman rho {rho_later:.3f} (the machine's drift)\n"
+               f"{drift:.1f} %, Spearman rho {rho_later:.3f} (the machine's drift); every block timed again "
+               f"into an empty table after that: the networks' sums moved by a median {sum_drift:.1f} %\n"
                f"- ranking that later reading: the prediction rho {rho_predicted_later:.3f}, one earlier measurement "
                f"rho {rho_first_later:.3f}\n"
                f"- predicting {speedup:,.0f}x faster than measuring (median {statistics.median(r['predict_s'] for r in rows) * 1e3:.2f} ms "
