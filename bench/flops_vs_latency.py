@@ -50,16 +50,16 @@ def search(space: str, objective_pairs: list[str], args, runs: Path):
 
 
 def predicted(space: str, spec) -> float:
-    """The spec's latency as a latency search of ``space`` predicts it: the table calibrated on the space's
-    samples first (nas.search.candidate.CALIBRATION_SEEDS), then the overhead held fixed."""
-    from nas.evaluate.latency_table import calibrate, load_table, predict
-    from nas.search.candidate import CALIBRATION_SEEDS
-    from nas.space import load_space, random_choices, sample
+    """The spec's latency as a latency search of ``space`` predicts it (the table calibrated on the space's
+    samples first, then the overhead held fixed): the search's own Context does it."""
+    from functools import partial
 
-    table = load_table("cpu", 1)
-    loaded = load_space(space)
-    calibrate(table, (sample(loaded, random_choices(seed)) for seed in CALIBRATION_SEEDS))
-    return predict(table, spec, fit_overhead=False)
+    from nas.search.candidate import Context
+    from nas.search.config import SearchConfig
+    from nas.space import load_space, sample
+
+    context = Context(SearchConfig(objective="latency"), partial(sample, load_space(space)), None)
+    return context.predicted_latency(spec, "cpu")
 
 
 def describe(space: str, spec, best) -> dict:

@@ -164,10 +164,16 @@ def finalist_latencies(config: SearchConfig, picks: list[dict], specs: dict, fin
     measurement now (median of repeats on the search's latency device and threads)."""
     from ..evaluate.latency import latency_report
 
-    recorded = {r["spec_hash"]: r["cost"] for r in final_records if r.get("cost") is not None}
+    recorded = recorded_costs(final_records)
     return {pick["spec_hash"]: recorded.get(pick["spec_hash"]) or latency_report(
                 specs[pick["spec_hash"]], config.latency_device, threads=config.latency_threads)["latency_ms"]
             for pick in picks}
+
+
+def recorded_costs(final_records: list[dict]) -> dict[str, float]:
+    """Spec hash -> the cost its final trainings were rewarded with (the search's, or a finalist's measured
+    latency)."""
+    return {r["spec_hash"]: r["cost"] for r in final_records if r.get("cost") is not None}
 
 
 def records(run_dir: Path) -> list[dict]:
@@ -191,7 +197,7 @@ def records(run_dir: Path) -> list[dict]:
 def summarise(config: SearchConfig, search_records: list[dict], final_records: list[dict]) -> list[dict]:
     """Per candidate of the final stage, best proxy reward first: its search record, accuracy per seed,
     final reward = reward(mean accuracy, cost) and seed spread (max - min accuracy)."""
-    rows = []
+    rows, recorded = [], recorded_costs(final_records)
     for pick in top_candidates(search_records, config.final_top_k):
         done = {r["seed"]: r["accuracy"] for r in final_records
                 if r["state"] == "complete" and r.get("spec_hash") == pick["spec_hash"]
@@ -199,9 +205,7 @@ def summarise(config: SearchConfig, search_records: list[dict], final_records: l
         if not done:
             continue
         mean = sum(done.values()) / len(done)
-        # the cost its final trainings were rewarded with: the search's, or a finalist's measured latency
-        cost = next((r["cost"] for r in final_records if r.get("spec_hash") == pick["spec_hash"]
-                     and r.get("cost") is not None), pick["cost"])
+        cost = recorded.get(pick["spec_hash"], pick["cost"])
         final = reward_fns.reward(mean, cost, config.cost_target(), config.reward, config.w,
                                   config.w_below, config.w_above)
         rows.append({"search": pick, "accuracies": dict(sorted(done.items())), "accuracy": mean, "cost": cost,
