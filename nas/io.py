@@ -7,10 +7,12 @@ CSVs, reports, plots, caches) so a run folder can be shared and read by others.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -91,6 +93,20 @@ def new_figure(columns: int, size: tuple[float, float]) -> tuple[Figure, list[Ax
 def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """A matplotlib figure as a PNG, written like every other file."""
     return write_with(path, lambda fh: figure.savefig(fh, format="png", dpi=dpi), binary=True)
+
+
+@contextlib.contextmanager
+def updating(path: str | os.PathLike) -> Iterator[None]:
+    """Held around a read-merge-write of ``path`` that several processes share (a cache): an exclusive
+    flock on a ``.lock`` file beside it, so no writer replaces the file between another's read and
+    write. The kernel drops it when its holder dies."""
+    lock = create_appendable(Path(str(path) + ".lock"))
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the file drops its lock
 
 
 def create_appendable(path: str | os.PathLike) -> Path:

@@ -177,3 +177,65 @@ def test_objective_latency_predicts_by_default(one_layer):
     cost = Context(config, lambda choose: one_layer, None).objective_cost(one_layer, "k", count_cost(one_layer))
     table = lt.load_table("cpu", 1)
     assert table.path.exists() and cost == pytest.approx(lt.predict(table, one_layer))
+
+
+def test_a_stale_table_saving_keeps_the_networks_another_process_calibrated(tmp_path, one_layer):
+    """Two holders of one device's table (two processes: a search and `nas latency build`, say): the one
+    that loaded it before the other calibrated must not erase that calibration when it saves."""
+    from nas.space import load_space, random_choices, sample
+
+    path = tmp_path / "wide.yaml"
+    path.write_text(WIDE_SPACE)
+    space = load_space(str(path))
+    stale = lt.load_table("cpu", 1)           # loaded before the calibration below
+    calibrating = lt.load_table("cpu", 1)
+    lt.calibrate(calibrating, (sample(space, random_choices(seed)) for seed in range(20)))
+    assert lt.load_table("cpu", 1).calibrated
+    lt.fill(stale, [one_layer], overhead_networks=0)   # times a small network's blocks and saves
+    stored = lt.load_table("cpu", 1)
+    assert stored.networks == calibrating.networks and stored.calibrated
+    assert set(calibrating.entries) | set(stale.entries) <= set(stored.entries)
+    assert stale.networks == calibrating.networks  # and the stale holder now predicts with the same overhead
+
+
+CALIBRATING_WORKER = """
+import sys, time
+from pathlib import Path
+from nas.cost import count_cost
+from nas.search.candidate import Context
+from nas.search.config import SearchConfig
+from nas.space import load_space, random_choices, sample
+
+space_file, go = sys.argv[1], Path(sys.argv[2])
+space = load_space(space_file)
+context = Context(SearchConfig(objective="latency", target=5.0), lambda choose: sample(space, choose), None)
+spec = sample(space, random_choices(0))
+while not go.exists():  # both workers start calibrating together
+    time.sleep(0.01)
+print(repr(context.objective_cost(spec, "first", count_cost(spec))))
+"""
+
+
+def test_two_processes_of_a_search_calibrate_the_table_once(tmp_path, cache):
+    """Two worker processes of one latency search start at once on a device with no table: one calibrates
+    (holding the device's measuring lock), the other waits, finds it calibrated and predicts the same cost."""
+    import os
+    import subprocess
+    import sys
+
+    from nas.space import load_space, random_choices, sample
+
+    path = tmp_path / "wide.yaml"
+    path.write_text(WIDE_SPACE)
+    go = tmp_path / "go"
+    env = {**os.environ, "NAS_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen([sys.executable, "-c", CALIBRATING_WORKER, str(path), str(go)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    go.touch()
+    results = [worker.communicate(timeout=300) for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), [err for _, err in results]
+    costs = [float(out) for out, _ in results]
+    table = lt.load_table("cpu", 1)
+    assert len(table.networks) == lt.OVERHEAD_NETWORKS and table.calibrated  # calibrated once, not twice
+    first = sample(load_space(str(path)), random_choices(0))
+    assert costs[0] == costs[1] == pytest.approx(lt.predict(table, first, fit_overhead=False))

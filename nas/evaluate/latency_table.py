@@ -25,8 +25,10 @@ least FIT_MIN_PARAMS parameters fit: a small network's weights stay in cache (th
 fit), and a fit on one 80k-parameter network on a loaded machine once gave -5 ms per million.
 
 One table per device fingerprint (CPU model and torch threads, or GPU name; plus the torch version),
-kept as JSON in the cache directory and written whole via nas.io. A corrupt file is ignored with a
-one-line warning and rebuilt over it. An entry that is missing is timed on demand.
+kept as JSON in the cache directory and written whole via nas.io. Several processes share it (a
+search's workers, `nas latency build`): a save merges what another stored since this holder loaded it,
+entries and timed networks, under the file's lock (`LatencyTable.save`). A corrupt file is ignored with
+a one-line warning and rebuilt over it. An entry that is missing is timed on demand.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import torch
 from ..blocks import build_block
 from ..build import Head
 from ..cost import count_cost
-from ..io import write_text
+from ..io import updating, write_text
 from ..spec import Resolved, ResolvedBlock, Spec, dumps, resolve, with_overrides
 from .device_lock import cache_dir
 from .latency import (
@@ -107,13 +109,23 @@ class LatencyTable:
         missing_ms = sum(measured - summed for measured, summed, _ in fitting)
         return max(0.0, missing_ms / (sum(params for _, _, params in fitting) / 1e6))
 
+    def merge_stored(self) -> None:
+        """Take in what another process stored since this table was loaded (same device, same figures): its
+        entries, and the networks it timed, ahead of this table's own new ones. Without the networks a
+        holder that loaded the table before another process calibrated it (`nas latency build` beside a
+        search) would erase that calibration when it saves, and a search would change its overhead."""
+        stored_entries, stored_networks = _read(self.path, self.fingerprint, quiet=True)
+        self.entries = {**stored_entries, **self.entries}
+        self.networks = stored_networks + [network for network in self.networks if network not in stored_networks]
+
     def save(self) -> Path:
-        """Write the table, keeping entries another process stored meanwhile (same device, same figures)."""
-        if self.path.exists():
-            stored, _ = _read(self.path, self.fingerprint, quiet=True)
-            self.entries = {**stored, **self.entries}
-        data = {"format": FORMAT, "fingerprint": self.fingerprint, "entries": self.entries, "networks": self.networks}
-        return write_text(self.path, json.dumps(data, indent=0, sort_keys=True) + "\n")
+        """Write the table with what others stored meanwhile merged in, under the file's lock (no other
+        process writes between the read and the write)."""
+        with updating(self.path):
+            self.merge_stored()
+            data = {"format": FORMAT, "fingerprint": self.fingerprint, "entries": self.entries,
+                    "networks": self.networks}
+            return write_text(self.path, json.dumps(data, indent=0, sort_keys=True) + "\n")
 
 
 def _read(path: Path, fingerprint: str, quiet: bool = False) -> tuple[dict, list]:
@@ -222,6 +234,8 @@ def fill(table: LatencyTable, specs: Iterable[Spec], batch: int = 1, progress: b
     for layer in _progress(list(missing.values()), progress, f"timing layers on {table.fingerprint}"):
         table.entries[layer.key] = time_layer(layer, table.device, table.threads)
     large = [spec for spec in specs if count_cost(spec).params >= FIT_MIN_PARAMS]  # only these fit the overhead
+    if large:
+        table.merge_stored()  # networks another process timed meanwhile count: calibrate once, not twice
     for spec in large[:max(0, overhead_networks - len(table.fit_networks()))]:
         measured = measure_latency(spec, device=table.device, batch=batch, threads=table.threads).median_ms
         table.networks.append([measured, _sum(table, spec, batch), count_cost(spec).params])
