@@ -40,18 +40,19 @@ def test_every_builtin_space_runs_a_trial_with_its_defaults_on_fashion_mnist(spa
     assert 0.0 <= record["accuracy"] <= 1.0 and (tmp_path / space / "best.yaml").exists()
 
 
-def test_mnas_trains_digits_at_16_px_and_fashion_mnist_at_its_own_28():
+@pytest.mark.parametrize("space", ["mnas", "essp"])
+def test_mnas_and_essp_train_digits_at_16_px_and_fashion_mnist_at_its_own_28(space):
     # Chosen by bench/proxy_fidelity.py: at 8 px the later stages see 1x1 maps and rank worse.
     from nas.search.evaluation import configured_data
     from nas.search.preflight import proxy_resolution
     from nas.settings import SearchConfig
 
-    assert needed_resolution(load_space("mnas")) == 16
-    default = SearchConfig()
-    assert default.space == "mnas" and default.dataset == "digits"
+    assert needed_resolution(load_space(space)) == 16 > smallest_resolution(load_space(space))
+    default = SearchConfig(space=space)
+    assert default.dataset == "digits" and SearchConfig().space == "mnas"
     assert proxy_resolution(default) == 16 == configured_data(default).resolution
-    assert proxy_resolution(SearchConfig(dataset="fashion-mnist")) == 28
-    assert configured_data(SearchConfig(resolution=12)).resolution == 12  # resolution= still wins
+    assert proxy_resolution(SearchConfig(space=space, dataset="fashion-mnist")) == 28
+    assert configured_data(SearchConfig(space=space, resolution=12)).resolution == 12  # resolution= still wins
 
 
 def test_a_space_sets_its_own_proxy_training_defaults_under_what_the_user_gives(tmp_path):
@@ -88,6 +89,7 @@ def test_the_fidelity_bench_measures_what_nas_search_trains_for_each_space(monke
 
     assert bench.default_setting("mnas").name == "digits-16px-4ep-lr0.0005"
     assert bench.default_setting("lcnet").name == "digits-8px-4ep"
+    assert bench.default_setting("essp").name == "digits-16px-4ep"
     osa = bench.at_space_side(bench.SETTINGS["digits-8px-4ep"], "osa")  # 8 px vanishes in osa's stem
     assert (osa.resolution, osa.name) == (29, "digits-29px-4ep")
     assert bench.at_space_side(bench.SETTINGS["digits-8px-4ep"], "mnas").resolution is None  # 8 px works there
