@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # matplotlib is imported only where a figure is made: importi
 
 FILE_MODE = 0o644
 TEMP_SUFFIX = ".tmp"
+LOCK_SUFFIX = ".lock"  # updating(path) locks path + LOCK_SUFFIX
 _HOST = socket.gethostname().replace(".", "_")  # no dots: the temp name is split on them
 _WRITER = f"{_HOST}-{os.getpid()}"
 
@@ -100,7 +101,7 @@ def updating(path: str | os.PathLike) -> Iterator[None]:
     """Held around a read-merge-write of ``path`` that several processes share (a cache): an exclusive
     flock on a ``.lock`` file beside it, so no writer replaces the file between another's read and
     write. The kernel drops it when its holder dies."""
-    lock = create_appendable(Path(str(path) + ".lock"))
+    lock = create_appendable(Path(str(path) + LOCK_SUFFIX))
     fd = os.open(lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -285,6 +285,32 @@ def test_a_run_with_no_scored_trial_still_keeps_its_space(tiny_space, tmp_path):
 # Shared runs
 # ---------------------------------------------------------------------------------------------
 
+def test_a_run_another_process_makes_while_this_one_prepares_is_joined_not_replaced(tiny_space, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nas.io import _WRITER as this_writer
+    from nas.io import TEMP_SUFFIX, updating
+    from nas.search.run import prepare_run
+
+    base = [f"space={tiny_space}", *CHEAP, "trials=1"]
+    made = tmp_path / "made"
+    run_search([*base, f"out={made}"], evaluator=quick, progress=False, say=lambda _: None)
+    out = tmp_path / "run"
+    out.mkdir()
+    # what the other process holds while it makes the run: the lock and config.yaml's temp file (a live writer's)
+    (out / f".config.yaml.{this_writer}.abc{TEMP_SUFFIX}").write_text("space: half")
+    with ThreadPoolExecutor(1) as pool:
+        with updating(out / "config.yaml"):
+            joining = pool.submit(prepare_run, [*base, "lr=0.02", f"out={out}"])  # not refused as a foreign folder
+            time.sleep(1.0)
+            assert not joining.done(), joining.exception()  # it waits for the run being made
+            shutil.copytree(made, out, dirs_exist_ok=True)  # ... which then exists, with a scored trial
+        # it joined the run as a resume, so the other lr is refused instead of replacing the run's config.yaml
+        with pytest.raises(nas.UserError, match=r"other settings \(lr .* -> 0.02\)"):
+            joining.result(timeout=60)
+    assert yaml.safe_load((out / "config.yaml").read_text())["lr"] != 0.02
+
+
 def test_two_processes_on_one_run_finish_exactly_the_trials(tiny_space, tmp_path):
     out = tmp_path / "run"
     cmd = [NAS, "search", f"space={tiny_space}", "trials=4", *CHEAP, "sampler=random", f"out={out}", "--quiet"]

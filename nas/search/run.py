@@ -14,7 +14,7 @@ import yaml
 from ..data import check_name
 from ..errors import Interrupted, UserError
 from ..folders import check_output_folder, check_writable_files
-from ..io import remove_stale_temporaries, write_text
+from ..io import remove_stale_temporaries, updating, write_text
 from ..space import load_space, sample
 from . import interrupts, outputs
 from .backend import backend_for
@@ -65,9 +65,16 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     run_dir = Path(config.out) if config.out else Path("runs") / f"{Path(config.space).stem}-{stamp}"
     check_output_folder("out", run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(run_dir)  # what a kill -9 mid-write of an earlier run left
-    write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "out": str(run_dir), TRAINED_SIDE: side},
-                                                     sort_keys=False))
+    # Two processes started on one new out= (a shared run) both find no run: under the lock only one makes
+    # it, and the other then joins it as a resume, its settings checked, instead of replacing config.yaml.
+    with updating(run_dir / CONFIG_FILE):
+        made_meanwhile = stored is None and (run_dir / CONFIG_FILE).exists()
+        if not made_meanwhile:
+            remove_stale_temporaries(run_dir)  # what a kill -9 mid-write of an earlier run left
+            write_text(run_dir / CONFIG_FILE, yaml.safe_dump(
+                {**config.to_dict(), "out": str(run_dir), TRAINED_SIDE: side}, sort_keys=False))
+    if made_meanwhile:
+        return prepare_run(pairs)
     return config, run_dir, stored is not None
 
 
