@@ -102,12 +102,19 @@ def updating(path: str | os.PathLike) -> Iterator[None]:
     flock on a ``.lock`` file beside it, so no writer replaces the file between another's read and
     write. The kernel drops it when its holder dies."""
     lock = create_appendable(Path(str(path) + LOCK_SUFFIX))
-    fd = os.open(lock, os.O_RDWR)
+    fd = os.open(lock, os.O_RDONLY)  # flock needs no write access: a lock file another user made still locks
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing the file drops its lock
+
+
+def kept_beside(entry: Path, name: str) -> bool:
+    """Whether ``entry`` is what this module keeps beside a file called ``name`` while writing or updating it:
+    its temp files (a write in flight, or a killed writer's leftover) and its lock (:func:`updating`)."""
+    return entry.name == name + LOCK_SUFFIX or (entry.name.startswith(f".{name}.")
+                                                and entry.name.endswith(TEMP_SUFFIX))
 
 
 def create_appendable(path: str | os.PathLike) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..folders import read_settings_file
-from ..io import LOCK_SUFFIX, TEMP_SUFFIX
+from ..io import kept_beside
 from ..settings import SearchConfig, apply
 from .config import stored_values
 from .preflight import undeclared_resolution
@@ -41,7 +41,8 @@ def stored_settings(out: Path) -> dict | None:
         raise UserError(f"out: got {where!r}, the grid of a nas scale run; allowed: a new folder or a search run "
                         "directory (resume the grid with nas scale --out)")
     if not (out / CONFIG_FILE).exists():
-        if out.is_dir() and any(not _being_made(entry) for entry in out.iterdir()):
+        # config.yaml's lock and temp file: a run another process is making (nas.search.run.prepare_run)
+        if out.is_dir() and any(not kept_beside(entry, CONFIG_FILE) for entry in out.iterdir()):
             raise UserError(f"out: got {where!r}, a non-empty folder that is not a nas run; allowed: a new folder "
                             "or a run directory")
         return None
@@ -50,13 +51,6 @@ def stored_settings(out: Path) -> dict | None:
         raise UserError(f"out: {where}/{CONFIG_FILE} is not the settings of a nas search; allowed: a new folder "
                         "or a run directory made by nas search")
     return stored
-
-
-def _being_made(entry: Path) -> bool:
-    """Whether ``entry`` is what a process making a run in its folder holds before config.yaml is in place (the
-    lock nas.search.run.prepare_run takes, config.yaml's temp file), or what such a process killed then left."""
-    return entry.name == CONFIG_FILE + LOCK_SUFFIX or (entry.name.startswith(f".{CONFIG_FILE}.")
-                                                       and entry.name.endswith(TEMP_SUFFIX))
 
 
 def inherited_settings(stored: dict, keys: tuple[str, ...]) -> dict:
