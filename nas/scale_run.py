@@ -33,7 +33,7 @@ from . import scale
 from .cost import Cost, count_cost
 from .errors import UserError, did_you_mean
 from .folders import check_output_folder, check_writable_files, read_settings_file
-from .io import remove_stale_temporaries, write_text
+from .io import remove_stale_temporaries, updating, write_text
 from .scale.matched import single_dimension_rows
 from .scaled_resolution import ScaledResolutionEvaluator
 from .search.run_folder import inherited_settings
@@ -169,7 +169,10 @@ def run_scale(request: ScaleRequest, evaluator: Callable | None = None, progress
 
     result = ScaleResult(out_dir, base_spec, base_source, count_cost(base_spec), method, None, [])
     if method == "grid":
-        run_grid(result, grid_settings, search_pairs, inherited, stored_grid, evaluator, progress, say)
+        try:
+            run_grid(result, grid_settings, search_pairs, inherited, stored_grid, evaluator, progress, say)
+        except GridMadeMeanwhile:  # join it as a resume: its base and settings are checked like any resume's
+            return run_scale(replace(request, out=str(out_dir)), evaluator, progress, say, runs_dir)
         result.coefficients = (result.winner["alpha"], result.winner["beta"], result.winner["gamma"])
     elif method == "given":
         result.coefficients = scale.check_coefficients(alpha, beta, gamma)
@@ -304,6 +307,10 @@ def grid_config(search_pairs: list[str], stored: dict | None, trials: int, base:
                    trials=trials, out=str(grid_dir))
 
 
+class GridMadeMeanwhile(Exception):
+    """Another process made the grid in --out after this one found none there."""
+
+
 def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inherited: dict, stored_grid: dict | None,
              evaluator: Callable | None, progress: bool, say: Callable[[str], None]) -> None:
     """Evaluate the grid's candidates at phi = 1 (resuming OUT/grid/), write grid.csv/png, pick the winner."""
@@ -332,15 +339,20 @@ def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inher
 
         check_same_objective(grid_dir, as_settings(stored_config), config)
     grid_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(grid_dir)  # what a kill -9 mid-write of an earlier run left
-    remove_stale_temporaries(grid_dir.parent, recursive=False)
-    if stored_grid is None:
-        save(base, grid_dir / BASE_FILE)
-        write_text(grid_dir / GRID_FILE, yaml.safe_dump(
-            {"base_source": result.base_source, "base_hash": spec_hash(base),
-             "settings": {"step": step, "tolerance": tolerance, "max_candidates": max_candidates},
-             "candidates": list(labels)}, sort_keys=False))
-    write_text(grid_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    # Two nas scale started on one new --out both find no grid: under the lock only one makes it, and the other
+    # then joins it (GridMadeMeanwhile) instead of replacing grid.yaml and base.yaml under the first's trials.
+    with updating(grid_dir / GRID_FILE):
+        if stored_grid is None and (grid_dir / GRID_FILE).exists():
+            raise GridMadeMeanwhile
+        remove_stale_temporaries(grid_dir)  # what a kill -9 mid-write of an earlier run left
+        remove_stale_temporaries(grid_dir.parent, recursive=False)
+        if stored_grid is None:
+            save(base, grid_dir / BASE_FILE)
+            write_text(grid_dir / GRID_FILE, yaml.safe_dump(
+                {"base_source": result.base_source, "base_hash": spec_hash(base),
+                 "settings": {"step": step, "tolerance": tolerance, "max_candidates": max_candidates},
+                 "candidates": list(labels)}, sort_keys=False))
+        write_text(grid_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     def propose(choose) -> Spec:
         return scale.scale_spec(base, *labels[choose("coefficients", list(labels))], 1)

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,6 +188,32 @@ def test_a_finished_grid_is_not_run_again_and_keeps_its_base(tmp_path, tiny_path
     with pytest.raises(nas.UserError, match="stored in"):
         scale_run.run_scale(ScaleRequest("1", out=str(out), pairs=("max_candidates=3",)),
                             evaluator=never, progress=False)
+
+
+def test_a_grid_another_process_makes_meanwhile_is_joined_not_replaced(tmp_path, tiny_path):
+    """Two nas scale on one new --out: the one that finds the grid made while it prepared joins it as a resume
+    (so another base is refused) instead of replacing grid.yaml under the other's trials."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nas.io import updating
+
+    made = tmp_path / "made"
+    scale_run.run_scale(ScaleRequest("1", base="efficientnet-b0", out=str(made), pairs=("max_candidates=2",)),
+                        evaluator=params_as_accuracy, progress=False, say=lambda _: None)
+    out = tmp_path / "out"
+    (out / scale_run.GRID_DIR).mkdir(parents=True)
+    request = ScaleRequest("1", base=str(tiny_path), out=str(out), pairs=("max_candidates=2",))
+    with ThreadPoolExecutor(1) as pool:
+        with updating(out / scale_run.GRID_DIR / scale_run.GRID_FILE):  # the other process is making the grid
+            joining = pool.submit(scale_run.run_scale, request, evaluator=params_as_accuracy, progress=False,
+                                  say=lambda _: None)
+            time.sleep(1.0)
+            assert not joining.done(), joining.exception()  # it waits for the grid being made
+            shutil.copytree(made, out, dirs_exist_ok=True)  # ... which then exists, of another base
+        with pytest.raises(nas.UserError, match="another base"):
+            joining.result(timeout=60)
+    assert yaml.safe_load((out / "grid" / "grid.yaml").read_text())["base_source"] == "efficientnet-b0"
+    assert nas.load(out / "grid" / "base.yaml").name == "efficientnet-b0"
 
 
 SLOW_GRID = """
