@@ -141,3 +141,84 @@ def test_a_resume_with_other_final_epochs_trains_again_and_counts_only_those(tin
     assert [r["epochs"] for r in first.final] == [1] and sorted(r["epochs"] for r in again.final) == [1, 2]
     (row,) = final.summarise(again.config, again.records, again.final)
     assert row["accuracy"] == next(r["accuracy"] for r in again.final if r["epochs"] == 2)
+
+
+def test_a_resume_with_more_trials_trains_the_new_finalists(tiny_space, tmp_path):
+    """The final study outlives the search's size: a resume that adds trials may change the best few, and their
+    trainings must run (they failed when the candidate was a categorical over the search's trials so far)."""
+    args = [f"space={tiny_space}", *CHEAP, "sampler=random", "final_top_k=2", "final_epochs=1",
+            f"out={tmp_path / 'run'}"]
+    first = run_search([*args, "trials=3"], progress=False, say=lambda line: None)
+    again = run_search([*args, "trials=10"], progress=False, say=lambda line: None)
+    picks = [p["spec_hash"] for p in final.top_candidates(again.records, 2)]
+    assert picks != [p["spec_hash"] for p in final.top_candidates(first.records, 2)]  # what this test is about
+    assert not [r for r in again.final if r["state"] != "complete"]
+    summary = final.summarise(again.config, again.records, again.final)
+    assert [(row["search"]["spec_hash"], sorted(row["accuracies"])) for row in summary] == [(p, [0, 1]) for p in picks]
+
+
+def test_two_processes_sharing_a_run_train_each_finalist_once(tiny_space, tmp_path):
+    """Both wait until the search's last trial is in, so they pick the same finalists, and share the trainings."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nas.cli", "search", f"space={tiny_space}", "trials=6", *CHEAP, "sampler=random",
+           "final_top_k=2", "final_epochs=1", f"out={out}", "--quiet"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    config, _ = resolve_config([], yaml.safe_load((out / "config.yaml").read_text()))
+    search = optuna_backend.records(out, config)
+    assert [r["state"] for r in search] == ["complete"] * 6
+    trained = final.records(out)
+    assert [r["state"] for r in trained] == ["complete"] * 4, [r.get("note") for r in trained]
+    picks = [p["spec_hash"] for p in final.top_candidates(search, 2)]
+    assert sorted((r["spec_hash"], r["seed"]) for r in trained) == sorted((p, s) for p in picks for s in (0, 1))
+    chosen = final.winner(final.summarise(config, search, trained))
+    assert spec_hash(nas.load_spec(out / "best.yaml")) == chosen["search"]["spec_hash"]
+
+
+def test_the_final_stage_waits_for_the_search_trials_other_processes_evaluate(tiny_space, tmp_path):
+    """A process that runs out of search trials to claim while another still evaluates one waits for it before
+    picking its finalists: it would otherwise pick from part of the search (and the two processes differently)."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = tmp_path / "run"
+    done = run_search([f"space={tiny_space}", "trials=2", *CHEAP, "final_top_k=0", f"out={out}"], progress=False,
+                      say=lambda line: None)
+    study = optuna_backend.open_study(out, done.config)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # the other process
+    try:
+        trial = study.ask()
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{other.pid}")
+        said = []
+        with ThreadPoolExecutor(1) as pool:
+            settling = pool.submit(run_search, [f"out={out}", "trials=3", "final_top_k=1", "final_seeds=1",
+                                                "final_epochs=1"], progress=False, say=said.append)
+            time.sleep(3.0)
+            assert not settling.done(), settling.exception()
+            assert said[-1] == "final selection: waiting for 1 search trial(s) other processes are evaluating"
+            first = study.trials[0]
+            for key, value in first.user_attrs.items():  # the other process's trial finishes
+                trial.set_user_attr(key, value)
+            study.tell(trial, first.value)
+            result = settling.result(timeout=120)
+        assert [r["state"] for r in result.records] == ["complete"] * 3  # what the finalists were picked from
+        assert len(result.final) == 1
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_dead_process_s_search_trial_is_not_waited_for(tiny_space, tmp_path):
+    import socket
+
+    from nas.search.run import settled_records
+
+    out = tmp_path / "run"
+    done = run_search([f"space={tiny_space}", "trials=2", *CHEAP, "final_top_k=0", f"out={out}"], progress=False,
+                      say=lambda line: None)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    trial = optuna_backend.open_study(out, done.config).ask()
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.stdout.strip()}")  # killed while it evaluated
+    settled = settled_records(done.config, out, optuna_backend.records(out, done.config), lambda line: None)
+    assert [r["state"] for r in settled] == ["complete", "complete", "interrupted"]

@@ -65,7 +65,9 @@ def open_final_study(run_dir: Path) -> optuna.Study:
 
 def _pair(trial: optuna.trial.FrozenTrial) -> tuple[str, int] | None:
     params = trial.params or trial.system_attrs.get("fixed_params") or {}
-    return (params["candidate"], int(params["seed"])) if "candidate" in params else None
+    # the candidate is queued as a user attribute; a pair an earlier nas queued has it among the params
+    candidate = trial.user_attrs.get("candidate", params.get("candidate"))
+    return (candidate, int(params["seed"])) if candidate is not None and "seed" in params else None
 
 
 def enqueue_missing(study: optuna.Study, picks: list[dict], seeds: list[int], epochs: int) -> int:
@@ -77,7 +79,9 @@ def enqueue_missing(study: optuna.Study, picks: list[dict], seeds: list[int], ep
     for pick in picks:
         for seed in seeds:
             if (pick["spec_hash"], seed) not in present:
-                study.enqueue_trial({"candidate": pick["spec_hash"], "seed": seed})
+                # Not a parameter: Optuna fixes a parameter's choices at its first trial, and the finalists of a
+                # run change as its search grows (a resume with more trials, processes sharing the run).
+                study.enqueue_trial({"seed": seed}, user_attrs={"candidate": pick["spec_hash"]})
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
@@ -89,10 +93,10 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
     if not picks:
         return []
     study = open_final_study(run_dir)
-    with optuna_backend.claim_lock(run_dir):
-        optuna_backend.recover_interrupted_trials(study)
     epochs = final_epochs(config)
-    waiting = enqueue_missing(study, picks, final_seeds(config), epochs)
+    with optuna_backend.claim_lock(run_dir):  # processes sharing the run queue each pair once
+        optuna_backend.recover_interrupted_trials(study, requeue=False)  # enqueue_missing queues them again
+        waiting = enqueue_missing(study, picks, final_seeds(config), epochs)
     if waiting:
         say(f"final selection: {len(picks)} candidates x {config.final_seeds} seeds, {epochs} epochs; "
             f"{waiting} trainings to run")
@@ -110,7 +114,8 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
     def evaluate(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", optuna_backend.WORKER)
         trial.set_user_attr("epochs", epochs)
-        key = trial.suggest_categorical("candidate", options)  # an enqueued pair's: fixed, not sampled
+        # an enqueued pair's, fixed, not sampled (a pair an earlier nas queued has its candidate as a parameter)
+        key = trial.user_attrs.get("candidate") or trial.suggest_categorical("candidate", options)
         seed = trial.suggest_int("seed", *SEED_RANGE)
         trial.set_user_attr("search_trial", proxy[key]["number"])
         spec = specs[key] if key in specs else loads(proxy[key]["spec_yaml"], source=f"trial {proxy[key]['number']}")
@@ -146,11 +151,11 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
             interrupted = exc
         finally:
             if interrupted:
-                with interrupts.deferred(), optuna_backend.claim_lock(run_dir):
-                    optuna_backend.recover_interrupted_trials(study)  # this process's training back in the queue
+                with interrupts.deferred(), optuna_backend.claim_lock(run_dir):  # this process's training is set
+                    optuna_backend.recover_interrupted_trials(study, requeue=False)  # aside; a resume queues it
     if interrupted:
-        raise Interrupted(interrupted.signum, f"the running final training goes back to the queue; "
-                                              f"the same command resumes {run_dir}")
+        raise Interrupted(interrupted.signum, f"the running final training is set aside; "
+                                              f"the same command resumes {run_dir} and trains it again")
     return records(run_dir)
 
 

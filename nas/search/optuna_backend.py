@@ -164,14 +164,15 @@ def repair_journal(path: Path) -> None:
         lock.release()
 
 
-def recover_interrupted_trials(study: optuna.Study) -> int:
+def recover_interrupted_trials(study: optuna.Study, requeue: bool = True) -> int:
     """Put back in the queue the trials a killed or interrupted process left RUNNING (marked 'interrupted'),
     and those that failed for a configuration error (listed in the study's 'rerun': a resume with corrected
-    settings runs them). Neither counts as finished; their decisions are queued again."""
+    settings runs them). Neither counts as finished; their decisions are queued again. ``requeue=False``: the
+    interrupted ones are only set aside (for a caller that queues what is missing itself: nas.search.final)."""
     recovered = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not held(trial):
-            _requeue_running(study, trial)
+            _requeue_running(study, trial, requeue)
             recovered += 1
     rerun = rerun_numbers(study)
     failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
@@ -183,14 +184,14 @@ def recover_interrupted_trials(study: optuna.Study) -> int:
     return recovered + len(failed)
 
 
-def _requeue_running(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+def _requeue_running(study: optuna.Study, trial: optuna.trial.FrozenTrial, requeue: bool = True) -> None:
     storage = study._storage
     storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
     on_grid = "grid_id" in trial.system_attrs
     if on_grid:  # GridSampler counts a finished trial's point as done: give the point back instead
         storage.set_trial_system_attr(trial._trial_id, "grid_id", -1)
     storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    if trial.params and not on_grid:  # an enqueued trial has no grid_id, which GridSampler cannot take
+    if requeue and trial.params and not on_grid:  # an enqueued trial has no grid_id, which GridSampler cannot take
         study.enqueue_trial(trial.params, skip_if_exists=False)
 
 

@@ -101,11 +101,31 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
     if config.final_top_k > 0:  # then the best few again, longer, under several seeds (nas.search.final)
         from . import final
 
+        result.records = settled_records(config, run_dir, result.records, say)
         final_records = final.run_final(config, run_dir, result.records, final.evaluator_factory(config, evaluator),
                                         say)
         result.final = final_records
         result.best = final.write_outputs(run_dir, config, result.records, final_records)
     return result
+
+
+SETTLE_POLL_SECONDS = 1.0
+
+
+def settled_records(config: SearchConfig, run_dir: Path, records: list[dict],
+                    say: Callable[[str], None] = print) -> list[dict]:
+    """The search's records once no other process sharing the run is still evaluating one of its trials: the
+    final stage picks its candidates from the whole search, so every process sharing a run picks the same."""
+    backend = backend_for(config.backend)
+    told = False
+    while running := [r for r in records if r["state"] == "running"]:
+        if not told:
+            say(f"final selection: waiting for {len(running)} search trial(s) other processes are evaluating")
+            told = True
+        time.sleep(SETTLE_POLL_SECONDS)
+        backend.recover_interrupted(run_dir, config)  # a killed process's trial stops counting as running
+        records = backend.records(run_dir, config)
+    return records
 
 
 def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context: Callable[[list], Context],
