@@ -209,7 +209,7 @@ def _refused_by_the_system(exc: OSError) -> bool:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit status 2, like every other user error
-        raise UserError(f"{self.prog}: {message}")
+        raise UserError(message if self.prog == "nas" else f"{self.prog}: {message}")  # not "nas: error: nas: ..."
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -252,9 +252,23 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with key=value pairs allowed on both sides of an option (`nas search trials=8 --quiet
+    epochs=2`): argparse alone takes one run of positionals and calls the pairs after an option unrecognized."""
+    parser = make_parser()
+    args, extra = parser.parse_known_args(argv)
+    pairs = [a for a in extra if "=" in a and not a.startswith("-")]
+    if extra != pairs or not hasattr(args, "pairs"):
+        if extra:
+            parser.error("unrecognized arguments: " + " ".join(extra))
+        return args
+    args.pairs = [*args.pairs, *pairs]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = make_parser().parse_args(argv)
+        args = parse_arguments(argv)
         return args.run(args)
     except UserError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)

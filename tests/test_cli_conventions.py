@@ -29,6 +29,26 @@ def test_version_and_usage_from_both_entry_points(command, tmp_path):
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1 and "command" in done.stderr
 
 
+@pytest.mark.parametrize("argv, pairs", [
+    (["search", "trials=8", "--quiet", "epochs=2"], ["trials=8", "epochs=2"]),
+    (["search", "--quiet", "space=essp"], ["space=essp"]),
+    (["scale", "--phi", "1..3", "step=0.1", "--quiet", "epochs=2"], ["step=0.1", "epochs=2"]),
+    (["train", "efficientnet-b0", "--quiet", "epochs=2"], ["epochs=2"]),
+])
+def test_key_value_pairs_may_follow_an_option(argv, pairs):
+    from nas.cli import parse_arguments
+
+    args = parse_arguments(argv)
+    assert args.pairs == pairs and args.quiet
+
+
+def test_what_is_neither_an_option_nor_a_pair_is_one_line(capsys):
+    assert main(["search", "trials=8", "--quiet", "--qiuet"]) == 2
+    assert capsys.readouterr().err == "nas: error: unrecognized arguments: --qiuet\n"
+    assert main(["info", "efficientnet-b0", "epochs=2"]) == 2  # info takes no key=value
+    assert "unrecognized arguments: epochs=2" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command, keys", [(["search"], KEYS), (["scale"], GRID_KEYS)])
 def test_help_names_every_key_with_its_default_and_meaning(command, keys, capsys):
     with pytest.raises(SystemExit) as exited:
