@@ -276,8 +276,10 @@ def _quiet_tune():
     """nas's progress bar and records report, Tune stays silent: its new console output prints a banner
     even at verbose=0 (the legacy reporter at verbose=0 prints nothing), and it logs an error listing
     the trials that errored, which the records already hold with their notes. Tune's own SIGINT handler
-    is off: Ctrl-C raises KeyboardInterrupt here rather than ending the session early and quietly."""
-    names = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
+    is off: Ctrl-C raises KeyboardInterrupt here rather than ending the session early and quietly. Its
+    per-trial loggers (CSV, JSON, TensorBoard) are off too: the records come from nas's own callback, and
+    tensorboardX's exit handler deadlocked a driver whose SIGTERM had cut one of its queue writes."""
+    names = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
     before = {name: os.environ.get(name) for name in names}
     os.environ.update(names)
     tune_log = logging.getLogger("ray.tune")
