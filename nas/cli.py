@@ -45,7 +45,12 @@ def _search(args) -> int:
     print(f"run directory: {result.run_dir}")
     if result.best:
         b = result.best
-        print(f"best: trial {b['number']}, reward {b['reward']:.4f}, accuracy {b['accuracy']:.4f}, "
+        evaluator = result.config.evaluator  # a zero-cost proxy scores, in its own units; it measures no accuracy
+        score = f"{evaluator} score {b['accuracy']:.4g}" if evaluator.startswith("zero_cost") else \
+            f"accuracy {b['accuracy']:.4f}"
+        chosen_by = (f"search trial {b['number']}, final reward {b['reward']:.4f}, mean {score}"
+                     if b.get("stage") == "final" else f"trial {b['number']}, reward {b['reward']:.4f}, {score}")
+        print(f"best: {chosen_by}, "
               f"{b['flops'] / 1e6:.1f}M FLOPs (multiply-adds), {b['params']:,} params "
               f"-> {result.run_dir / 'best.yaml'}")
     else:

@@ -140,7 +140,8 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
                     trial = study.ask()
                 try:
                     value, state = evaluate(trial), None
-                    outcome = f"trial {trial.number}, reward {value:.4f}"
+                    outcome = (f"search trial {trial.user_attrs['search_trial']}, seed {trial.params['seed']}, "
+                               f"reward {value:.4f}")
                 except Exception as exc:  # recorded as failed; the other pairs go on
                     trial.set_user_attr("note", f"{type(exc).__name__}: {exc}"[:300])
                     value, state, outcome = None, TrialState.FAIL, f"failed ({type(exc).__name__})"
