@@ -196,7 +196,8 @@ def test_the_final_stage_waits_for_the_search_trials_other_processes_evaluate(ti
                                                 "final_epochs=1"], progress=False, say=said.append)
             time.sleep(3.0)
             assert not settling.done(), settling.exception()
-            assert said[-1] == "final selection: waiting for 1 search trial(s) other processes are evaluating"
+            assert said[-1] == ("waiting for 1 trial(s) other processes are evaluating, so the outputs cover the "
+                                "whole run")
             first = study.trials[0]
             for key, value in first.user_attrs.items():  # the other process's trial finishes
                 trial.set_user_attr(key, value)
@@ -212,7 +213,7 @@ def test_the_final_stage_waits_for_the_search_trials_other_processes_evaluate(ti
 def test_a_dead_process_s_search_trial_is_not_waited_for(tiny_space, tmp_path):
     import socket
 
-    from nas.search.run import settled_records
+    from nas.search.run import wait_for_other_processes
 
     out = tmp_path / "run"
     done = run_search([f"space={tiny_space}", "trials=2", *CHEAP, "final_top_k=0", f"out={out}"], progress=False,
@@ -220,5 +221,5 @@ def test_a_dead_process_s_search_trial_is_not_waited_for(tiny_space, tmp_path):
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     trial = optuna_backend.open_study(out, done.config).ask()
     trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.stdout.strip()}")  # killed while it evaluated
-    settled = settled_records(done.config, out, optuna_backend.records(out, done.config), lambda line: None)
-    assert [r["state"] for r in settled] == ["complete", "complete", "interrupted"]
+    wait_for_other_processes(done.config, out, lambda line: None)
+    assert [r["state"] for r in optuna_backend.records(out, done.config)] == ["complete", "complete", "interrupted"]

@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
@@ -214,6 +215,48 @@ def test_a_grid_another_process_makes_meanwhile_is_joined_not_replaced(tmp_path,
             joining.result(timeout=60)
     assert yaml.safe_load((out / "grid" / "grid.yaml").read_text())["base_source"] == "efficientnet-b0"
     assert nas.load(out / "grid" / "base.yaml").name == "efficientnet-b0"
+
+
+def test_the_winner_waits_for_the_candidate_another_process_evaluates(tmp_path, tiny_path):
+    """Two nas scale sharing a grid: the one that runs out of candidates to claim waits for the other's last,
+    and picks the coefficients from the whole grid, not from what had finished when it ran out."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = tmp_path / "out"
+    request = ScaleRequest("1", base=str(tiny_path), out=str(out), pairs=("max_candidates=3",))
+    last = scale.grid_candidates(max_candidates=3)[-1]
+
+    def params_except_the_last(spec, report=None):  # the last candidate is left to "the other process"
+        if spec == scale.scale_spec(nas.load(tiny_path), *last, 1):
+            raise KeyboardInterrupt  # stands for a kill: the trial stays running
+        return params_as_accuracy(spec)
+
+    with pytest.raises(KeyboardInterrupt):
+        scale_run.run_scale(request, evaluator=params_except_the_last, progress=False, say=lambda _: None)
+    study = optuna_backend.open_study(out / "grid", SearchConfig())
+    (left,) = [t for t in study.trials if t.state.name == "RUNNING"]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # now evaluating it
+    try:
+        study._storage.set_trial_user_attr(left._trial_id, "worker", f"{socket.gethostname()}:{other.pid}")
+        said = []
+        with ThreadPoolExecutor(1) as pool:
+            joining = pool.submit(scale_run.run_scale, request, evaluator=params_as_accuracy, progress=False,
+                                  say=said.append)
+            time.sleep(3.0)
+            assert not joining.done(), joining.exception()
+            assert any(line.startswith("waiting for 1 trial(s) other processes") for line in said)
+            best = max((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+            for key, value in best.user_attrs.items():  # the other process finishes it: the most accurate
+                study._storage.set_trial_user_attr(left._trial_id, key, value)
+            study._storage.set_trial_user_attr(left._trial_id, "accuracy", best.value + 1)
+            study._storage.set_trial_state_values(left._trial_id, optuna.trial.TrialState.COMPLETE, [best.value + 1])
+            result = joining.result(timeout=60)
+    finally:
+        other.kill()
+        other.wait()
+    assert [row["state"] for row in result.grid] == ["complete"] * 3
+    assert result.coefficients == last
 
 
 SLOW_GRID = """

@@ -101,7 +101,6 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
     if config.final_top_k > 0:  # then the best few again, longer, under several seeds (nas.search.final)
         from . import final
 
-        result.records = settled_records(config, run_dir, result.records, say)
         final_records = final.run_final(config, run_dir, result.records, final.evaluator_factory(config, evaluator),
                                         say)
         result.final = final_records
@@ -112,20 +111,18 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
 SETTLE_POLL_SECONDS = 1.0
 
 
-def settled_records(config: SearchConfig, run_dir: Path, records: list[dict],
-                    say: Callable[[str], None] = print) -> list[dict]:
-    """The search's records once no other process sharing the run is still evaluating one of its trials: the
-    final stage picks its candidates from the whole search, so every process sharing a run picks the same."""
+def wait_for_other_processes(config: SearchConfig, run_dir: Path, say: Callable[[str], None] = print) -> None:
+    """Return once no other process sharing the run is still evaluating one of its trials: this process's outputs,
+    its final selection and its scaling grid's winner then come from the whole run, the same in every process."""
     backend = backend_for(config.backend)
     told = False
-    while running := [r for r in records if r["state"] == "running"]:
+    while running := [r for r in backend.records(run_dir, config) if r["state"] == "running"]:
         if not told:
-            say(f"final selection: waiting for {len(running)} search trial(s) other processes are evaluating")
+            say(f"waiting for {len(running)} trial(s) other processes are evaluating, so the outputs cover the "
+                "whole run")
             told = True
         time.sleep(SETTLE_POLL_SECONDS)
         backend.recover_interrupted(run_dir, config)  # a killed process's trial stops counting as running
-        records = backend.records(run_dir, config)
-    return records
 
 
 def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context: Callable[[list], Context],
@@ -149,6 +146,7 @@ def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context:
     with interrupts.raised_on_signals():
         try:
             backend.search(ctx, run_dir, bar.update_with)
+            wait_for_other_processes(config, run_dir, say)
         except Interrupted as exc:
             interrupted = exc
         finally:
