@@ -245,7 +245,7 @@ def test_the_winner_waits_for_the_candidate_another_process_evaluates(tmp_path, 
                                   say=said.append)
             time.sleep(3.0)
             assert not joining.done(), joining.exception()
-            assert any(line.startswith("waiting for 1 trial(s) other processes") for line in said)
+            assert f"waiting for trial(s) {left.number}, which other processes are evaluating" in "\n".join(said)
             best = max((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
             for key, value in best.user_attrs.items():  # the other process finishes it: the most accurate
                 study._storage.set_trial_user_attr(left._trial_id, key, value)

@@ -118,8 +118,9 @@ def wait_for_other_processes(config: SearchConfig, run_dir: Path, say: Callable[
     told = False
     while running := [r for r in backend.records(run_dir, config) if r["state"] == "running"]:
         if not told:
-            say(f"waiting for {len(running)} trial(s) other processes are evaluating, so the outputs cover the "
-                "whole run")
+            numbers = ", ".join(str(r["number"]) for r in running)
+            say(f"waiting for trial(s) {numbers}, which other processes are evaluating, so the outputs cover the "
+                "whole run (Ctrl-C stops waiting; the same command resumes)")
             told = True
         time.sleep(SETTLE_POLL_SECONDS)
         backend.recover_interrupted(run_dir, config)  # a killed process's trial stops counting as running
