@@ -222,3 +222,37 @@ def test_a_dead_process_s_search_trial_is_not_waited_for(tiny_space, tmp_path):
     trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.stdout.strip()}")  # killed while it evaluated
     wait_for_other_processes(done.config, out, lambda line: None)
     assert [r["state"] for r in optuna_backend.records(out, done.config)] == ["complete", "complete", "interrupted"]
+
+
+def test_the_winner_waits_for_the_final_trainings_other_processes_run(tiny_space, tmp_path):
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = tmp_path / "run"
+    args = [f"space={tiny_space}", "trials=2", *CHEAP, "final_top_k=1", "final_epochs=1", f"out={out}"]
+    done = run_search([*args, "final_seeds=1"], progress=False, say=lambda line: None)
+    (first,) = final.open_final_study(out).trials
+    study = final.open_final_study(out)
+    study.enqueue_trial({"seed": 1}, user_attrs={"candidate": done.final[0]["spec_hash"]})
+    trial = study.ask()  # another process trains the second seed
+    trial.suggest_int("seed", *final.SEED_RANGE)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{other.pid}")
+        said = []
+        with ThreadPoolExecutor(1) as pool:
+            joining = pool.submit(run_search, [*args, "final_seeds=2"], progress=False, say=said.append)
+            time.sleep(3.0)
+            assert not joining.done(), joining.exception()
+            assert said[-1].startswith("waiting for 1 final training(s) other processes are running")
+            for key, value in first.user_attrs.items():
+                if key != "worker":
+                    trial.set_user_attr(key, value)
+            study.tell(trial, first.value)
+            result = joining.result(timeout=60)
+    finally:
+        other.kill()
+        other.wait()
+    assert sorted(r["seed"] for r in result.final if r["state"] == "complete") == [0, 1]
+    (row,) = final.summarise(result.config, result.records, result.final)
+    assert sorted(row["accuracies"]) == [0, 1]

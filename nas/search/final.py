@@ -20,6 +20,7 @@ whatever the backend (with backend=ray too: it is a handful of trainings).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from .outputs import completed
 
 FINAL_STUDY = "nas-final"
 SEED_RANGE = (0, 2**31 - 1)
+WAIT_POLL_SECONDS = 1.0
 
 
 def final_epochs(config: SearchConfig) -> int:
@@ -129,7 +131,7 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
     study.sampler = optuna.samplers.RandomSampler(seed=config.seed)  # every trial is an enqueued pair
     # ask / tell rather than study.optimize: Optuna records a trial cut by Ctrl-C as failed, and a failed pair
     # is never queued again. Here Interrupted passes through untold, like a search trial (optuna_backend.
-    # run_trial): the trial stays RUNNING and is queued again below, and the resumed run trains it.
+    # run_trial): the trial stays RUNNING and is set aside below, and the resumed run queues and trains it.
     interrupted = None
     with interrupts.raised_on_signals():
         try:
@@ -148,6 +150,7 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
                 with interrupts.deferred():  # a finished training is stored whole before a signal stops the run
                     study.tell(trial, value, state=state)
                 say(f"final training {done}/{waiting}: {outcome}")
+            wait_for_other_processes(study, say)
         except Interrupted as exc:
             interrupted = exc
         finally:
@@ -158,6 +161,19 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
         raise Interrupted(interrupted.signum, f"the running final training is set aside; "
                                               f"the same command resumes {run_dir} and trains it again")
     return records(run_dir)
+
+
+def wait_for_other_processes(study: optuna.Study, say: Callable[[str], None]) -> None:
+    """Return once no other live process sharing the run is training a pair: the winner is then picked from every
+    pair, the same in every process (as nas.search.run.wait_for_other_processes does for the search)."""
+    told = False
+    while running := [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                      if optuna_backend.held(t)]:
+        if not told:
+            say(f"waiting for {len(running)} final training(s) other processes are running, so the winner is "
+                "picked from every pair (Ctrl-C stops waiting; the same command resumes)")
+            told = True
+        time.sleep(WAIT_POLL_SECONDS)
 
 
 def measures_finalists(config: SearchConfig) -> bool:
