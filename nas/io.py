@@ -101,10 +101,17 @@ def updating(path: str | os.PathLike) -> Iterator[None]:
     """Held around a read-merge-write of ``path`` that several processes share (a cache): an exclusive
     flock on a ``.lock`` file beside it, so no writer replaces the file between another's read and
     write. The kernel drops it when its holder dies."""
-    lock = create_appendable(Path(str(path) + LOCK_SUFFIX))
-    fd = os.open(lock, os.O_RDONLY)  # flock needs no write access: a lock file another user made still locks
+    with held(Path(str(path) + LOCK_SUFFIX)):
+        yield
+
+
+@contextlib.contextmanager
+def held(lock: str | os.PathLike, wait: bool = True) -> Iterator[None]:
+    """An exclusive flock on the file ``lock`` (made if missing), dropped by the kernel when its holder dies.
+    ``wait=False``: BlockingIOError at once when another holds it."""
+    fd = os.open(create_appendable(lock), os.O_RDONLY)  # flock needs no write access: another user's file locks
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         yield
     finally:
         os.close(fd)  # closing the file drops its lock

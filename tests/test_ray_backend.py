@@ -22,16 +22,17 @@ from pathlib import Path
 
 import optuna
 import pytest
+import ray
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray import cloudpickle
 
 import nas
 from nas.evaluate.evaluators import Evaluation
-from nas.search import ray_backend, run_search
+from nas.search import ray_backend, ray_records, run_search
 from nas.search.candidate import Context
 from nas.search.config import SearchConfig, resolve_config
-from nas.search.run import run_trials
+from nas.search.run import prepare_run, run_trials
 from nas.spec import from_dict
 
 # The evaluators below travel to Ray's workers, which can't import this test module: send them by value.
@@ -366,3 +367,19 @@ def test_nas_scale_grid_on_ray(tmp_path, two_nodes):
     rows = list(csv.DictReader((out / "grid.csv").open()))
     assert len(rows) == 2 and all(r["state"] == "complete" for r in rows)
     assert (out / "efficientnet-b0-phi1.yaml").exists()
+
+
+@pytest.mark.ray
+def test_a_second_ray_driver_on_a_run_is_one_line(tiny_space, tmp_path):
+    """It would open its own Tune session and run trials the first does not count; refused before Ray starts."""
+    from nas.io import held
+
+    out = tmp_path / "run"
+    args = [f"space={tiny_space}", "target_flops=2M", "backend=ray", "trials=2", "evaluator=zero_cost:params",
+            f"out={out}"]
+    prepare_run(args)  # the run the first driver made
+    with held(out / ray_records.RAY_DIR / ray_backend.DRIVER_LOCK):  # ... and drives
+        with pytest.raises(nas.UserError, match="another nas process with backend=ray"):
+            run_search(args, progress=False, say=lambda line: None)
+        assert not ray.is_initialized()
+    assert len(run_search(args, progress=False, say=lambda line: None).records) == 2  # once the first has ended
