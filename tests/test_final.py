@@ -256,3 +256,13 @@ def test_the_winner_waits_for_the_final_trainings_other_processes_run(tiny_space
     assert sorted(r["seed"] for r in result.final if r["state"] == "complete") == [0, 1]
     (row,) = final.summarise(result.config, result.records, result.final)
     assert sorted(row["accuracies"]) == [0, 1]
+
+
+def test_a_pair_an_earlier_nas_queued_with_its_candidate_as_a_parameter_still_trains(tiny_space, tmp_path):
+    out = tmp_path / "run"
+    args = [f"space={tiny_space}", "trials=2", *CHEAP, "final_epochs=1", f"out={out}"]
+    done = run_search([*args, "final_top_k=0"], progress=False, say=lambda line: None)
+    (pick,) = final.top_candidates(done.records, 1)
+    final.open_final_study(out).enqueue_trial({"candidate": pick["spec_hash"], "seed": 0})  # the old form
+    again = run_search([*args, "final_top_k=1", "final_seeds=1"], progress=False, say=lambda line: None)
+    assert [(r["state"], r["spec_hash"], r["seed"]) for r in again.final] == [("complete", pick["spec_hash"], 0)]
