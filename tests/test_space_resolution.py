@@ -40,8 +40,8 @@ def test_every_builtin_space_runs_a_trial_with_its_defaults_on_fashion_mnist(spa
     assert 0.0 <= record["accuracy"] <= 1.0 and (tmp_path / space / "best.yaml").exists()
 
 
-@pytest.mark.parametrize("space", ["mnas", "essp"])
-def test_mnas_and_essp_train_digits_at_16_px_and_fashion_mnist_at_its_own_28(space):
+@pytest.mark.parametrize("space", ["mnas", "essp", "lcnet"])
+def test_mnas_essp_and_lcnet_train_digits_at_16_px_and_fashion_mnist_at_its_own_28(space):
     # Chosen by bench/proxy_fidelity.py: at 8 px the later stages see 1x1 maps and rank worse.
     from nas.search.evaluation import configured_data
     from nas.search.preflight import proxy_resolution
@@ -88,7 +88,7 @@ def test_the_fidelity_bench_measures_what_nas_search_trains_for_each_space(monke
     import proxy_fidelity as bench
 
     assert bench.default_setting("mnas").name == "digits-16px-4ep-lr0.0005"
-    assert bench.default_setting("lcnet").name == "digits-8px-4ep"
+    assert bench.default_setting("lcnet").name == "digits-16px-4ep"
     assert bench.default_setting("essp").name == "digits-16px-4ep"
     osa = bench.at_space_side(bench.SETTINGS["digits-8px-4ep"], "osa")  # 8 px vanishes in osa's stem
     assert (osa.resolution, osa.name) == (29, "digits-29px-4ep")
