@@ -150,7 +150,7 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
                 with interrupts.deferred():  # a finished training is stored whole before a signal stops the run
                     study.tell(trial, value, state=state)
                 say(f"final training {done}/{waiting}: {outcome}")
-            wait_for_other_processes(study, say)
+            wait_for_other_trainings(study, say)
         except Interrupted as exc:
             interrupted = exc
         finally:
@@ -163,7 +163,7 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
     return records(run_dir)
 
 
-def wait_for_other_processes(study: optuna.Study, say: Callable[[str], None]) -> None:
+def wait_for_other_trainings(study: optuna.Study, say: Callable[[str], None]) -> None:
     """Return once no other live process sharing the run is training a pair: the winner is then picked from every
     pair, the same in every process (as nas.search.run.wait_for_other_processes does for the search)."""
     told = False
