@@ -20,7 +20,6 @@ whatever the backend (with backend=ray too: it is a handful of trainings).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -38,7 +37,6 @@ from .outputs import completed
 
 FINAL_STUDY = "nas-final"
 SEED_RANGE = (0, 2**31 - 1)
-WAIT_POLL_SECONDS = 1.0
 
 
 def final_epochs(config: SearchConfig) -> int:
@@ -166,14 +164,10 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
 def wait_for_other_trainings(study: optuna.Study, say: Callable[[str], None]) -> None:
     """Return once no other live process sharing the run is training a pair: the winner is then picked from every
     pair, the same in every process (as nas.search.run.wait_for_other_processes does for the search)."""
-    told = False
-    while running := [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                      if optuna_backend.held(t)]:
-        if not told:
-            say(f"waiting for {len(running)} final training(s) other processes are running, so the winner is "
-                "picked from every pair (Ctrl-C stops waiting; the same command resumes)")
-            told = True
-        time.sleep(WAIT_POLL_SECONDS)
+    interrupts.wait_while(
+        lambda: [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if optuna_backend.held(t)],
+        lambda found: f"waiting for {len(found)} final training(s) other processes are running, so the winner is "
+                      "picked from every pair", say)
 
 
 def measures_finalists(config: SearchConfig) -> bool:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ..errors import Interrupted
@@ -77,3 +78,17 @@ def raised_on_signals() -> Iterator[None]:
         for s, handler in previous.items():
             signal.signal(s, handler)
         _state.signum, _state.depth, _state.pending = None, 0, False
+
+
+POLL_SECONDS = 1.0
+
+
+def wait_while(busy: Callable[[], list], describe: Callable[[list], str], say: Callable[[str], None]) -> None:
+    """Poll ``busy()`` until it returns nothing, saying once ``describe(what it returned)``: how a process sharing a
+    run waits for the others' trials. A signal stops it like any other wait here (Interrupted)."""
+    told = False
+    while found := busy():
+        if not told:
+            say(describe(found) + " (Ctrl-C stops waiting; the same command resumes)")
+            told = True
+        time.sleep(POLL_SECONDS)

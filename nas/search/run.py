@@ -108,22 +108,20 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
     return result
 
 
-SETTLE_POLL_SECONDS = 1.0
-
-
 def wait_for_other_processes(config: SearchConfig, run_dir: Path, say: Callable[[str], None] = print) -> None:
     """Return once no other process sharing the run is still evaluating one of its trials: this process's outputs,
     its final selection and its scaling grid's winner then come from the whole run, the same in every process."""
     backend = backend_for(config.backend)
-    told = False
-    while running := [r for r in backend.records(run_dir, config) if r["state"] == "running"]:
-        if not told:
-            numbers = ", ".join(str(r["number"]) for r in running)
-            say(f"waiting for trial(s) {numbers}, which other processes are evaluating, so the outputs cover the "
-                "whole run (Ctrl-C stops waiting; the same command resumes)")
-            told = True
-        time.sleep(SETTLE_POLL_SECONDS)
-        backend.recover_interrupted(run_dir, config)  # a killed process's trial stops counting as running
+
+    def running() -> list[dict]:
+        found = [r for r in backend.records(run_dir, config) if r["state"] == "running"]
+        if found:  # (the lone process's usual case is one read) a killed process's trial stops counting as running
+            backend.recover_interrupted(run_dir, config)
+            found = [r for r in backend.records(run_dir, config) if r["state"] == "running"]
+        return found
+
+    interrupts.wait_while(running, lambda found: f"waiting for trial(s) {', '.join(str(r['number']) for r in found)}, "
+                          "which other processes are evaluating, so the outputs cover the whole run", say)
 
 
 def run_trials(config: SearchConfig, run_dir: Path, resumed: bool, make_context: Callable[[list], Context],
