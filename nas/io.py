@@ -106,12 +106,14 @@ def updating(path: str | os.PathLike) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def held(lock: str | os.PathLike, wait: bool = True) -> Iterator[None]:
+def held(lock: str | os.PathLike, wait: bool = True, shared: bool = False) -> Iterator[None]:
     """An exclusive flock on the file ``lock`` (made if missing), dropped by the kernel when its holder dies.
-    ``wait=False``: BlockingIOError at once when another holds it."""
+    ``wait=False``: BlockingIOError at once when another holds it. ``shared=True``: a shared flock instead, which
+    any number hold together while none holds it exclusively. (Locks are per open file: one process taking the
+    same lock twice conflicts with itself.)"""
     fd = os.open(create_appendable(lock), os.O_RDONLY)  # flock needs no write access: another user's file locks
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         yield
     finally:
         os.close(fd)  # closing the file drops its lock

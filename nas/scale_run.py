@@ -316,6 +316,7 @@ def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inher
     """Evaluate the grid's candidates at phi = 1 (resuming OUT/grid/), write grid.csv/png, pick the winner."""
     from .search.candidate import Context
     from .search.run import run_trials
+    from .search.run_folder import working_on
 
     grid_dir = result.out_dir / GRID_DIR
     base = result.base
@@ -365,7 +366,8 @@ def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inher
         f"|alpha*beta^2*gamma^2 - {TARGET_PRODUCT:g}| <= {tolerance:g}, step {step:g}), each evaluated at phi = 1 "
         f"-> {grid_dir}")
     start = time.perf_counter()
-    search = run_trials(config, grid_dir, stored_grid is not None, make_context, progress, say)
+    with working_on(grid_dir, config.backend):
+        search = run_trials(config, grid_dir, stored_grid is not None, make_context, progress, say)
     result.grid_seconds = time.perf_counter() - start
     result.resumed = search.resumed
     result.grid = grid_results(search.records, labels, result.base_cost.flops)

@@ -369,16 +369,18 @@ def test_nas_scale_grid_on_ray(tmp_path, two_nodes):
 
 
 @pytest.mark.ray
-def test_a_second_ray_driver_on_a_run_is_one_line(tiny_space, tmp_path):
-    """It would open its own Tune session and run trials the first does not count; refused before Ray starts."""
+@pytest.mark.parametrize("other", ["a Ray driver", "an Optuna process"])
+def test_a_ray_driver_beside_another_process_on_a_run_is_one_line(tiny_space, tmp_path, other):
+    """It would open its own Tune session and run trials the other does not count; refused before Ray starts."""
     from nas.io import held
+    from nas.search.run_folder import RUN_LOCK
 
     out = tmp_path / "run"
     args = [f"space={tiny_space}", "target_flops=2M", "backend=ray", "trials=2", "evaluator=zero_cost:params",
             f"out={out}"]
-    prepare_run(args)  # the run the first driver made
-    with held(out / ray_records.RAY_DIR / ray_backend.DRIVER_LOCK):  # ... and drives
-        with pytest.raises(nas.UserError, match="another nas process with backend=ray"):
+    prepare_run(args)  # the run the other process made
+    with held(out / RUN_LOCK, shared=other == "an Optuna process"):  # ... and works on, as that process holds it
+        with pytest.raises(nas.UserError, match="another nas process .backend=ray runs alone"):
             run_search(args, progress=False, say=lambda line: None)
-        assert not list((out / ray_records.RAY_DIR).glob("session-*"))  # no Tune session was opened
-    assert len(run_search(args, progress=False, say=lambda line: None).records) == 2  # once the first has ended
+        assert not (out / ray_records.RAY_DIR).exists()  # no Tune session was opened
+    assert len(run_search(args, progress=False, say=lambda line: None).records) == 2  # once the other has ended

@@ -325,6 +325,25 @@ def test_two_processes_on_one_run_finish_exactly_the_trials(tiny_space, tmp_path
     assert len(seeds) == len(workers)  # each process proposed with its own seed
 
 
+def test_an_optuna_process_on_a_run_a_ray_driver_works_on_is_one_line(tiny_space, tmp_path):
+    """A Ray driver records trials only once finished and counts only its own: an Optuna process beside it would
+    run trials past trials= and pick finalists from part of the run. (Two Optuna processes share a run: above.)"""
+    from nas.io import held
+    from nas.search.run_folder import RUN_LOCK
+
+    out = tmp_path / "run"
+    base = [NAS, "search", f"space={tiny_space}", *CHEAP, f"out={out}", "--quiet"]
+    cmd = [*base, "trials=2"]
+    assert subprocess.run([*base, "trials=1"], capture_output=True, timeout=240).returncode == 0
+    with held(out / RUN_LOCK):  # what a Ray driver holds while it works on the run
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "with backend=ray, which runs alone" in done.stderr and "Traceback" not in done.stderr
+    assert len(records(out)) == 1  # nothing ran
+    assert subprocess.run(cmd, capture_output=True, timeout=240).returncode == 0  # once the driver has ended
+    assert len(records(out)) == 2
+
+
 def test_an_architecture_being_trained_is_not_trained_again_at_once(tmp_path, tiny_space):
     one = one_architecture_space(tiny_space, tmp_path)
     calls = []

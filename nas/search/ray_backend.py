@@ -26,14 +26,13 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import ray
 from ray import tune
 
 from ..errors import Interrupted, UserError
-from ..io import held
 from . import optuna_backend
 from .candidate import Context
 from .config import SearchConfig
@@ -44,7 +43,6 @@ from .ray_worker import GRID_KEY, Job, job_for, trainable
 
 MAX_FAILURES = 1                 # Tune restarts a trial whose worker died once (a node lost); errors in nas are
                                  # caught in the trial and recorded failed, since a retry would fail the same way
-DRIVER_LOCK = "driver.lock"  # ray/driver.lock: held by the process driving the run (sole_driver)
 QUIET = {"log_to_driver": False, "logging_level": logging.ERROR}
 
 
@@ -79,25 +77,11 @@ def search(ctx: Context, run_dir: Path, on_trial: Callable[[dict], None]) -> Non
         return
     (run_dir / RAY_DIR).mkdir(parents=True, exist_ok=True)
     writer = StudyWriter(run_dir, config, ctx.propose, total, on_trial)
-    with sole_driver(run_dir), connected(config), _quiet_tune():
+    # One driver per run: the caller holds the run alone (nas.search.run_folder.working_on).
+    with connected(config), _quiet_tune():
         tuner = _new_session(ctx, job_for(ctx, previous), next_session(run_dir / RAY_DIR), writer, previous)
         if tuner is not None:
             tuner.fit()
-
-
-@contextmanager
-def sole_driver(run_dir: Path):
-    """Held while this process drives the run: a second driver would open its own session and run trials the
-    first does not count, past ``trials`` (a Ray run grows by its cluster's workers, not by more drivers).
-    The kernel drops the lock when its holder dies, so a killed driver's run resumes at once."""
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(held(run_dir / RAY_DIR / DRIVER_LOCK, wait=False))
-        except BlockingIOError:
-            raise UserError(f"out: {run_dir} is being searched by another nas process with backend=ray; allowed: "
-                            "wait for it to end, or a new out= (a Ray run has one driver: more trials at once "
-                            "come from the cluster's workers)") from None
-        yield
 
 
 # ---------------------------------------------------------------------------------------------------------------

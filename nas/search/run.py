@@ -22,7 +22,15 @@ from .candidate import Context
 from .config import SearchConfig, parse_pairs, resolve_config, space_defaults
 from .evaluation import make_configured_evaluator
 from .preflight import check_candidates, check_device, proxy_resolution
-from .run_folder import CONFIG_FILE, TRAINED_SIDE, as_settings, check_same_objective, stored_settings, trained_side
+from .run_folder import (
+    CONFIG_FILE,
+    TRAINED_SIDE,
+    as_settings,
+    check_same_objective,
+    stored_settings,
+    trained_side,
+    working_on,
+)
 
 
 @dataclass
@@ -97,14 +105,16 @@ def run_search(pairs: list[str], evaluator: Callable | None = None, progress: bo
                say: Callable[[str], None] = print) -> SearchResult:
     """Run (or resume) a search. ``evaluator(spec, report) -> Evaluation`` replaces the configured one."""
     config, run_dir, resumed = prepare_run(pairs)
-    result = run_trials(config, run_dir, resumed, lambda seen: build_context(config, evaluator, seen), progress, say)
-    if config.final_top_k > 0:  # then the best few again, longer, under several seeds (nas.search.final)
-        from . import final
+    with working_on(run_dir, config.backend):
+        result = run_trials(config, run_dir, resumed, lambda seen: build_context(config, evaluator, seen), progress,
+                            say)
+        if config.final_top_k > 0:  # then the best few again, longer, under several seeds (nas.search.final)
+            from . import final
 
-        final_records = final.run_final(config, run_dir, result.records, final.evaluator_factory(config, evaluator),
-                                        say)
-        result.final = final_records
-        result.best = final.write_outputs(run_dir, config, result.records, final_records)
+            final_records = final.run_final(config, run_dir, result.records,
+                                            final.evaluator_factory(config, evaluator), say)
+            result.final = final_records
+            result.best = final.write_outputs(run_dir, config, result.records, final_records)
     return result
 
 

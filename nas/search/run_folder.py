@@ -1,4 +1,5 @@
-"""Which folders a search may write into, and which settings a resumed run may not change.
+"""Which folders a search may write into, which settings a resumed run may not change, and which processes may
+work on a run at once.
 
 A run folder holds the settings it was made with (config.yaml). Resuming it with settings that change what
 is maximised (the space, the reward, the data set, how a candidate is trained, ...) would mix trials scored
@@ -8,11 +9,13 @@ folder (OUT/grid/, holding grid.yaml) and a folder that is not a nas run are ref
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..errors import UserError
 from ..folders import read_settings_file
-from ..io import kept_beside
+from ..io import held, kept_beside
 from ..settings import SearchConfig, apply
 from .config import stored_values
 from .preflight import undeclared_resolution
@@ -29,6 +32,30 @@ MEASURED_COST_KEYS = ("latency", "latency_device", "latency_threads")
 #: Not a key: the side the proxy trains at, stored beside the keys when the run is made. Without resolution= it
 #: comes from the data set and the space's proxy_resolution, which a newer nas (or an edited space) may change.
 TRAINED_SIDE = "proxy_resolution"
+#: Held by every process working on the run (working_on); beside config.yaml.
+RUN_LOCK = "run.lock"
+
+
+@contextmanager
+def working_on(run_dir: Path, backend: str) -> Iterator[None]:
+    """Held while this process works on the run in ``run_dir``: its trials, its final selection, its outputs.
+
+    Processes with backend=optuna share a run (each claims trials from its study under a lock, and waits for the
+    others' running trials before deciding), so they hold this lock together. A Ray driver holds it alone: its
+    Tune session counts only its own trials, and it records a trial only once finished, so a second driver, or
+    an Optuna process beside it, would run trials past trials= or pick finalists from part of the run. The
+    kernel drops the lock when its holder dies: a killed process's run resumes at once."""
+    alone = backend == "ray"
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(held(Path(run_dir) / RUN_LOCK, wait=False, shared=not alone))
+        except BlockingIOError:
+            raise UserError(
+                f"out: {run_dir} is being searched by another nas process"
+                + (" (backend=ray runs alone on a run)" if alone else " with backend=ray, which runs alone on a run")
+                + "; allowed: wait for it to end, or a new out= (a Ray run gets more trials at once from its "
+                "cluster's workers, an Optuna run from more processes with backend=optuna)") from None
+        yield
 
 
 def stored_settings(out: Path) -> dict | None:
