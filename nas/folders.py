@@ -8,6 +8,7 @@ before anything is written, instead of an OSError in the middle of a run.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ def check_output_folder(key: str, value: str | os.PathLike, allowed: str = "a fo
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise UserError(f"{key}: got {str(value)!r}, a file; allowed: {allowed}")
-    _check_can_create_in(key, value, _nearest_existing(path), allowed)
+    _check_can_create_in(key, value, _nearest_existing(path), allowed, creates=not path.exists())
     return path
 
 
@@ -33,11 +34,19 @@ def _nearest_existing(path: Path) -> Path:
     return Path("/")
 
 
-def _check_can_create_in(key: str, value: str | os.PathLike, existing: Path, allowed: str) -> None:
+def _check_can_create_in(key: str, value: str | os.PathLike, existing: Path, allowed: str, creates: bool) -> None:
     if not existing.is_dir():
         raise UserError(f"{key}: got {str(value)!r}, below the file {str(existing)!r}; allowed: {allowed}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{key}: cannot write in {str(existing)!r} (permission denied); allowed: {allowed}")
+    if creates:
+        # os.access answers for the permission bits only: a pseudo file system (/proc) or a read-only mount says
+        # yes to root and then refuses the mkdir. Making (and removing) a folder there is the one sure answer.
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".nas-probe-", dir=existing))
+        except OSError as exc:
+            raise UserError(f"{key}: cannot make anything in {str(existing)!r} ({exc.strerror}); "
+                            f"allowed: {allowed}") from None
 
 
 def check_writable_files(key: str, folder: Path) -> None:
@@ -68,7 +77,7 @@ def check_output_file(key: str, value: str | os.PathLike, allowed: str) -> Path:
     path = Path(value)
     if path.is_dir():
         raise UserError(f"{key}: got {str(value)!r}, a folder; allowed: {allowed}")
-    _check_can_create_in(key, value, _nearest_existing(path), allowed)
+    _check_can_create_in(key, value, _nearest_existing(path), allowed, creates=not path.exists())
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{key}: {str(value)!r} is read-only; allowed: {allowed}")
     return path

@@ -70,6 +70,18 @@ def test_careless_input_is_one_line_and_status_2(places, capsys, args, message):
     assert sorted(p.name for p in places.rglob("*")) == before  # nothing written
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("args", [["search", "out=/proc/nas-run"], ["scale", "--phi", "1", "--base", "tiny.yaml",
+                                                                     "--out", "/proc/nas-family"],
+                                  ["export", "list_run", "-o", "/proc/nas-specs"]], ids=["search", "scale", "export"])
+def test_a_folder_the_system_will_not_make_is_one_line(places, capsys, args):
+    """/proc lets root pass os.access and then refuses the mkdir (ENOENT): that was a traceback."""
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "cannot" in err and "'/proc'" in err and "allowed" in err
+
+
 def test_a_grid_step_that_would_never_finish_is_refused_at_once():
     with pytest.raises(nas.UserError, match=f"at most {MAX_GRID_VALUES} values"):
         grid_candidates(1e-9)
