@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/proxy_fidelity.py [--space mnas] [--archs 24] [--skip-archs 0] [--jobs 2]
                                              [--ref-images 20000] [--ref-epochs 4] [--ref-seeds 4]
-                                             [--settings NAME,NAME] [--data-dir DIR]
+                                             [--proxy-seeds 2] [--settings NAME,NAME] [--name NAME]
+                                             [--data-dir DIR]
 
 Samples ``--archs`` distinct architectures from the ``--space`` space (seed 0; default mnas, the main job's).
 The REFERENCE ranking is each architecture's held-out top-1 after a longer training on the full Fashion-MNIST
@@ -10,11 +11,14 @@ training set (``fashion-mnist-full``: ``--ref-images`` images at 28 px or the sp
 ``--ref-epochs`` epochs, the mean over ``--ref-seeds`` seeds), the task a Fashion-MNIST proxy stands for. The
 reference's own seeds disagree too: the first row measures the reference against itself, the noise any proxy's
 tau is measured through. Each candidate PROXY SETTING (a data set, a resolution, a number of epochs, a batch
-size, a learning rate, a training-subset size) then trains every architecture under two seeds. Per setting it prints:
+size, a learning rate, a training-subset size) then trains every architecture under ``--proxy-seeds`` seeds (two
+by default). Per setting it prints:
 
 - seconds per candidate (one torch thread, ``--jobs`` worker processes, on whatever else the machine runs),
 - Kendall tau of the proxy's accuracy ranking (mean of the two seeds' accuracies) against the reference,
 - Kendall tau between the two seeds' rankings (how much of the ranking is noise),
+- with ``--proxy-seeds 4``, Kendall tau between the mean of seeds 0-1 and the mean of seeds 2-3: how far a
+  two-seed mean, what the final selection ranks its candidates by, repeats itself,
 - how many of the reference's best three are in the proxy's top five,
 - with 24 architectures tau is uncertain by about +-0.15: a bootstrap interval, and the share of paired
   resamples in which a setting ranks closer to the reference than the setting nas uses by default,
@@ -22,8 +26,10 @@ size, a learning rate, a training-subset size) then trains every architecture un
 
 Choosing the best of many settings on one set of architectures flatters it: ``--skip-archs 24`` measures the
 next 24 (a fresh set; tables named proxy_fidelity_archs25-48.*), ``--archs 48`` all of them. Another space's
-tables carry its name (proxy_fidelity_lcnet.*); a setting without a resolution trains at the side nas would
-give that space (the data set's own, or the space's proxy_resolution where larger).
+tables carry its name (proxy_fidelity_lcnet.*); ``--name`` names them otherwise, so that a run measuring
+something else on the same architectures does not replace an earlier run's tables. A setting without a
+resolution trains at the side nas would give that space (the data set's own, or the space's proxy_resolution
+where larger).
 
 Every training is cached, the reference's in bench/results/proxy_fidelity_reference.json and the proxies' in
 bench/results/proxy_fidelity_proxies.json (keyed by the settings, the seed and the spec hash), so a re-run trains
@@ -52,7 +58,7 @@ from nas.spec import Spec, dumps, loads, spec_hash
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE_CACHE = RESULTS / "proxy_fidelity_reference.json"
 PROXY_CACHE = RESULTS / "proxy_fidelity_proxies.json"
-SEEDS = (0, 1)
+SEEDS = (0, 1)  # the seeds of every column but the split half's (seeds 2-3 come with --proxy-seeds 4)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ SETTINGS = {s.name: s for s in (
     Setting("digits-16px-4ep-lr0.002", "digits", 16, 4, lr=0.002),
     Setting("digits-16px-6ep-lr0.0005", "digits", 16, 6, lr=0.0005),
     Setting("digits-16px-8ep-lr0.0005", "digits", 16, 8, lr=0.0005),
+    Setting("digits-16px-12ep-lr0.0005", "digits", 16, 12, lr=0.0005),  # mnas's final selection (3x the epochs)
     Setting("digits-16px-4ep-b16-lr0.001", "digits", 16, 4, batch_size=16, lr=0.001),
     # the same training, scored by the mean of its last epochs' held-out accuracy (less of one snapshot's noise)
     Setting("digits-16px-4ep-lr0.0005-last2", "digits", 16, 4, lr=0.0005, score_epochs=2),
@@ -321,7 +328,7 @@ def summarise(name: str, seeds: dict[int, dict[str, float]], seconds: float,
               ref_seeds: dict[int, dict[str, float]]) -> dict:
     ref = seed_mean(ref_seeds)
     hashes = list(ref)
-    mean = seed_mean(seeds)
+    mean = seed_mean(seeds, SEEDS)  # two seeds, whatever --proxy-seeds: the column keeps one meaning
     return {
         "setting": name,
         "seconds": seconds,
@@ -329,8 +336,10 @@ def summarise(name: str, seeds: dict[int, dict[str, float]], seconds: float,
         "tau_reference_interval": kendall_interval([mean[h] for h in hashes], [ref[h] for h in hashes]),
         # What a search sees: one seed per candidate (averaged over which seed that is).
         "tau_reference_one_seed": sum(kendall([seeds[seed][h] for h in hashes], [ref[h] for h in hashes])
-                                      for seed in seeds) / len(seeds),
+                                      for seed in SEEDS) / len(SEEDS),
         "tau_seeds": kendall([seeds[0][h] for h in hashes], [seeds[1][h] for h in hashes]),
+        "tau_split_half": split_half(seeds),
+        "tau_all_pairs": all_pairs(seeds),
         "seed_spread": seed_spread(seeds, hashes),
         "top3_in_top5": len(top(ref, 3) & top(mean, 5)),
         "rho_without_noise": without_seed_noise(seeds, ref_seeds),
@@ -338,6 +347,24 @@ def summarise(name: str, seeds: dict[int, dict[str, float]], seconds: float,
         "mean": mean,
         "seeds": seeds,
     }
+
+
+def split_half(seeds: dict[int, dict[str, float]]) -> float:
+    """Kendall tau between the mean of seeds 0-1 and the mean of seeds 2-3 (nan with fewer than 4 seeds): how far
+    a two-seed mean repeats itself under two other seeds."""
+    if len(seeds) < 4:
+        return float("nan")
+    first, second = seed_mean(seeds, [0, 1]), seed_mean(seeds, [2, 3])
+    return kendall([first[h] for h in first], [second[h] for h in first])
+
+
+def all_pairs(seeds: dict[int, dict[str, float]]) -> float:
+    """Kendall tau between two seeds' rankings, the mean over every pair of seeds (seeds 0 and 1 are one pair)."""
+    from itertools import combinations
+
+    pairs = list(combinations(seeds, 2))
+    hashes = list(seeds[0])
+    return sum(kendall([seeds[a][h] for h in hashes], [seeds[b][h] for h in hashes]) for a, b in pairs) / len(pairs)
 
 
 def reference_noise(name: str, seeds: dict[int, dict[str, float]], seconds: float) -> dict:
@@ -353,15 +380,15 @@ def reference_noise(name: str, seeds: dict[int, dict[str, float]], seconds: floa
     others = others_than(0)
     leave_one_out = sum(kendall(list(seeds[seed].values()), list(others_than(seed).values()))
                         for seed in seeds) / len(seeds)
-    split_half = (kendall(list(seed_mean(seeds, [0, 1]).values()), list(seed_mean(seeds, [2, 3]).values()))
-                  if len(seeds) >= 4 else float("nan"))
     return {
         "setting": name,
         "seconds": seconds,
-        "tau_reference": split_half,
+        "tau_reference": split_half(seeds),
         "tau_reference_interval": None,
         "tau_reference_one_seed": leave_one_out,
         "tau_seeds": kendall(list(seeds[0].values()), list(seeds[1].values())),
+        "tau_split_half": split_half(seeds),
+        "tau_all_pairs": all_pairs(seeds),
         "seed_spread": seed_spread(seeds, list(seeds[0])),
         "top3_in_top5": len(top(others, 3) & top(seeds[0], 5)),
         "accuracy_range": (min(others.values()), max(others.values())),
@@ -369,13 +396,14 @@ def reference_noise(name: str, seeds: dict[int, dict[str, float]], seconds: floa
 
 
 def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, float]) -> str:
+    split = args.proxy_seeds >= 4
     which = f" (samples {args.skip_archs + 1}-{args.skip_archs + args.archs})" if args.skip_archs else ""
     side = reference_setting(args).resolution
     lines = [f"{args.archs} architectures from the {args.space} space{which}. Reference: fashion-mnist-full, "
              f"{args.ref_images} training images at {side} px, {args.ref_epochs} epochs, mean of seeds "
              f"0..{args.ref_seeds - 1} (held-out "
-             f"top-1 {min(ref.values()):.3f} to {max(ref.values()):.3f}). Proxies under seeds 0 and 1, one torch "
-             f"thread per trial, worker processes on a 2-core machine. Mean of seeds: the two seeds' mean accuracy "
+             f"top-1 {min(ref.values()):.3f} to {max(ref.values()):.3f}). Proxies under seeds "
+             f"{', '.join(map(str, range(args.proxy_seeds)))}, one torch thread per trial, worker processes on a 2-core machine. Mean of seeds: the two seeds' mean accuracy "
              f"against the reference, with a 90% bootstrap interval over the architectures; one seed: each seed "
              f"alone (what a search sees), averaged over the two. The first row is the reference against itself: "
              f"each seed against the mean of the others (one-seed column), the mean of seeds 0-1 against the mean "
@@ -387,17 +415,24 @@ def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, fl
              f"architectures in which the setting's tau beats the default's on the same resample, for the mean of "
              f"seeds / for one seed (0.5: no difference). Rho without seed noise: Spearman's rho of the two means "
              f"corrected for both sides' seed noise (an estimate of what a noise-free proxy would reach against "
-             f"a noise-free reference).", "",
+             f"a noise-free reference)."
+             + (" All pairs: tau between two seeds, the mean over every pair of seeds (seeds 0 and 1 are one). "
+                "Between two-seed means: tau between the mean of seeds 0-1 and the mean of seeds 2-3, how far "
+                "a two-seed mean (what the final selection ranks by) repeats itself; in the reference's row the "
+                "same as its mean-of-seeds column." if split else ""), "",
              "| setting | s / candidate | tau vs reference (mean of seeds) | tau vs reference (one seed) "
-             "| tau between seeds | tau between seeds, top quarter | seed sd | reference top 3 in top 5 | accuracy range "
+             "| tau between seeds | " + ("tau between seeds, all pairs | tau between two-seed means | " if split else "")
+             + "tau between seeds, top quarter | seed sd | reference top 3 in top 5 | accuracy range "
              "| closer than the default (mean / one seed) | rho without seed noise |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+             "|---|---:|---:|---:|---:|" + ("---:|---:|" if split else "") + "---:|---:|---:|---|---:|---:|"]
     for s in [reference_row, *summaries]:
         low, high = s["accuracy_range"]
         interval = s["tau_reference_interval"]
         mean_seeds = f"{s['tau_reference']:.2f}" + (f" ({interval[0]:.2f}-{interval[1]:.2f})" if interval else "")
         lines.append(f"| {s['setting']} | {s['seconds']:.1f} | {mean_seeds} | "
-                     f"{s['tau_reference_one_seed']:.2f} | {s['tau_seeds']:.2f} | {s['seed_spread'][1]:.2f} | "
+                     f"{s['tau_reference_one_seed']:.2f} | {s['tau_seeds']:.2f} | "
+                     + (f"{s['tau_all_pairs']:.2f} | {s['tau_split_half']:.2f} | " if split else "")
+                     + f"{s['seed_spread'][1]:.2f} | "
                      f"{s['seed_spread'][0]:.3f} | {s['top3_in_top5']}/3 | "
                      f"{low:.3f}-{high:.3f} | {s.get('better_than_default', '')} | "
                      + (f"{s['rho_without_noise']:.2f} |" if "rho_without_noise" in s else " |"))
@@ -418,21 +453,29 @@ def main() -> None:
     parser.add_argument("--ref-images", type=int, default=20000)
     parser.add_argument("--ref-epochs", type=int, default=4)
     parser.add_argument("--ref-seeds", type=int, default=4, help="the reference is the mean over this many seeds (>= 2)")
+    parser.add_argument("--proxy-seeds", type=int, default=2,
+                        help="train each proxy setting under this many seeds (>= 2; 4 adds tau between two-seed means)")
+    parser.add_argument("--name", help="the tables' file name under bench/results, without .md or .csv (default: "
+                        "proxy_fidelity, then _SPACE where not mnas, then _archsA-B where not the first 24)")
     parser.add_argument("--settings", default=MEASURED, help="comma-separated (default: those measured so far): "
                         + ", ".join(SETTINGS))
     parser.add_argument("--data-dir", help="where the full Fashion-MNIST IDX files are (default: nas's search path)")
     args = parser.parse_args()
     unknown = [name for name in args.settings.split(",") if name not in SETTINGS]
-    if unknown or args.ref_seeds < 2:
-        parser.error(f"--settings: unknown {unknown}; allowed: {', '.join(SETTINGS)}" if unknown
-                     else f"--ref-seeds: got {args.ref_seeds}; allowed: 2 or more (the reference row needs two)")
+    if unknown:
+        parser.error(f"--settings: unknown {unknown}; allowed: {', '.join(SETTINGS)}")
+    for option, value in (("--ref-seeds", args.ref_seeds), ("--proxy-seeds", args.proxy_seeds)):
+        if value < 2:
+            parser.error(f"{option}: got {value}; allowed: 2 or more (a tau between seeds needs two)")
+    if args.name is not None and (not args.name or "/" in args.name or args.name.startswith(".")):
+        parser.error(f"--name: got {args.name!r}; allowed: a file name without a folder, not starting with a dot")
     chosen = [at_space_side(SETTINGS[name], args.space) for name in args.settings.split(",")]
 
     start = time.perf_counter()
     # The first --skip-archs samples are left out: a fresh set on which a setting chosen on the first can be
     # confirmed (choosing the best of many settings on one set flatters it).
     specs = sample_specs(args.skip_archs + args.archs, space_name=args.space)[args.skip_archs:]
-    name = ("proxy_fidelity" + ("" if args.space == "mnas" else f"_{args.space}")
+    name = args.name or ("proxy_fidelity" + ("" if args.space == "mnas" else f"_{args.space}")
             + (f"_archs{args.skip_archs + 1}-{args.skip_archs + args.archs}" if args.skip_archs or args.archs != 24
                else ""))
     hashes = [spec_hash(spec) for spec in specs]
@@ -445,10 +488,11 @@ def main() -> None:
     reference_row = reference_noise(f"reference itself ({ref_setting.tag(0).rsplit('-seed', 1)[0]})", ref_by_seed,
                                     mean_seconds(ref_runs, list(ref_runs)))
 
-    proxy_runs = cached_runs(PROXY_CACHE, [(spec, s, seed) for s in chosen for seed in SEEDS for spec in specs],
+    proxy_seeds = range(args.proxy_seeds)
+    proxy_runs = cached_runs(PROXY_CACHE, [(spec, s, seed) for s in chosen for seed in proxy_seeds for spec in specs],
                              args.jobs, args.data_dir, "proxies")
-    summaries = [summarise(s.name, by_seed(s, proxy_runs, hashes, SEEDS),
-                           mean_seconds(proxy_runs, [(s.tag(seed), h) for seed in SEEDS for h in hashes]),
+    summaries = [summarise(s.name, by_seed(s, proxy_runs, hashes, proxy_seeds),
+                           mean_seconds(proxy_runs, [(s.tag(seed), h) for seed in proxy_seeds for h in hashes]),
                            ref_by_seed)
                  for s in chosen]
     default = default_setting(args.space)
