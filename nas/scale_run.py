@@ -366,7 +366,7 @@ def run_grid(result: ScaleResult, settings: dict, search_pairs: list[str], inher
         f"|alpha*beta^2*gamma^2 - {TARGET_PRODUCT:g}| <= {tolerance:g}, step {step:g}), each evaluated at phi = 1 "
         f"-> {grid_dir}")
     start = time.perf_counter()
-    with working_on(grid_dir, config.backend):
+    with working_on(grid_dir, config.backend, key="--out"):
         search = run_trials(config, grid_dir, stored_grid is not None, make_context, progress, say)
     result.grid_seconds = time.perf_counter() - start
     result.resumed = search.resumed

@@ -217,6 +217,22 @@ def test_a_grid_another_process_makes_meanwhile_is_joined_not_replaced(tmp_path,
     assert nas.load(out / "grid" / "base.yaml").name == "efficientnet-b0"
 
 
+def test_a_grid_a_ray_driver_works_on_is_refused_for_an_optuna_process(tmp_path, tiny_path):
+    """The grid is a run like a search's: an Optuna process beside its Ray driver would evaluate candidates the
+    driver does not count. One line naming --out; the grid resumes once the driver has ended."""
+    from nas.io import held
+    from nas.search.run_folder import RUN_LOCK
+
+    out = tmp_path / "out"
+    request = ScaleRequest("1", base=str(tiny_path), out=str(out), pairs=("max_candidates=2",))
+    (out / scale_run.GRID_DIR).mkdir(parents=True)
+    with held(out / scale_run.GRID_DIR / RUN_LOCK):  # what a Ray driver holds while it evaluates the grid
+        with pytest.raises(nas.UserError, match=r"^--out: .* with backend=ray, which runs alone.*another --out"):
+            scale_run.run_scale(request, evaluator=params_as_accuracy, progress=False, say=lambda _: None)
+    result = scale_run.run_scale(request, evaluator=params_as_accuracy, progress=False, say=lambda _: None)
+    assert result.winner is not None
+
+
 def test_the_winner_waits_for_the_candidate_another_process_evaluates(tmp_path, tiny_path):
     """Two nas scale sharing a grid: the one that runs out of candidates to claim waits for the other's last,
     and picks the coefficients from the whole grid, not from what had finished when it ran out."""

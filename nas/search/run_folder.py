@@ -37,23 +37,24 @@ RUN_LOCK = "run.lock"
 
 
 @contextmanager
-def working_on(run_dir: Path, backend: str) -> Iterator[None]:
+def working_on(run_dir: Path, backend: str, key: str = "out") -> Iterator[None]:
     """Held while this process works on the run in ``run_dir``: its trials, its final selection, its outputs.
 
     Processes with backend=optuna share a run (each claims trials from its study under a lock, and waits for the
     others' running trials before deciding), so they hold this lock together. A Ray driver holds it alone: its
     Tune session counts only its own trials, and it records a trial only once finished, so a second driver, or
     an Optuna process beside it, would run trials past trials= or pick finalists from part of the run. The
-    kernel drops the lock when its holder dies: a killed process's run resumes at once."""
+    kernel drops the lock when its holder dies: a killed process's run resumes at once. ``key``: the option that
+    named the folder, for the message."""
     alone = backend == "ray"
     with ExitStack() as stack:
         try:
             stack.enter_context(held(Path(run_dir) / RUN_LOCK, wait=False, shared=not alone))
         except BlockingIOError:
             raise UserError(
-                f"out: {run_dir} is being searched by another nas process"
+                f"{key}: {run_dir} is being searched by another nas process"
                 + (" (backend=ray runs alone on a run)" if alone else " with backend=ray, which runs alone on a run")
-                + "; allowed: wait for it to end, or a new out= (a Ray run gets more trials at once from its "
+                + f"; allowed: wait for it to end, or another {key} (a Ray run gets more trials at once from its "
                 "cluster's workers, an Optuna run from more processes with backend=optuna)") from None
         yield
 
