@@ -26,7 +26,7 @@ by default). Per setting it prints:
 
 Choosing the best of many settings on one set of architectures flatters it: ``--skip-archs 24`` measures the
 next 24 (a fresh set; tables named proxy_fidelity_archs25-48.*), ``--archs 48`` all of them. Another space's
-tables carry its name (proxy_fidelity_lcnet.*); ``--name`` names them otherwise, so that a run measuring
+tables carry its name and range (proxy_fidelity_lcnet_archs1-24.*); ``--name`` names them otherwise, so that a run measuring
 something else on the same architectures does not replace an earlier run's tables. A setting without a
 resolution trains at the side nas would give that space (the data set's own, or the space's proxy_resolution
 where larger).
@@ -456,7 +456,7 @@ def main() -> None:
     parser.add_argument("--proxy-seeds", type=int, default=2,
                         help="train each proxy setting under this many seeds (>= 2; 4 adds tau between two-seed means)")
     parser.add_argument("--name", help="the tables' file name under bench/results, without .md or .csv (default: "
-                        "proxy_fidelity, then _SPACE where not mnas, then _archsA-B where not the first 24)")
+                        "proxy_fidelity, then _SPACE where not mnas, then _archsA-B unless mnas's first 24)")
     parser.add_argument("--settings", default=MEASURED, help="comma-separated (default: those measured so far): "
                         + ", ".join(SETTINGS))
     parser.add_argument("--data-dir", help="where the full Fashion-MNIST IDX files are (default: nas's search path)")
@@ -475,9 +475,10 @@ def main() -> None:
     # The first --skip-archs samples are left out: a fresh set on which a setting chosen on the first can be
     # confirmed (choosing the best of many settings on one set flatters it).
     specs = sample_specs(args.skip_archs + args.archs, space_name=args.space)[args.skip_archs:]
+    # proxy_fidelity.md is mnas's first 24, the README's first table; every other run names its space and range
+    plain = args.space == "mnas" and not args.skip_archs and args.archs == 24
     name = args.name or ("proxy_fidelity" + ("" if args.space == "mnas" else f"_{args.space}")
-            + (f"_archs{args.skip_archs + 1}-{args.skip_archs + args.archs}" if args.skip_archs or args.archs != 24
-               else ""))
+                         + ("" if plain else f"_archs{args.skip_archs + 1}-{args.skip_archs + args.archs}"))
     hashes = [spec_hash(spec) for spec in specs]
     ref_setting = reference_setting(args)
     ref_seeds = range(args.ref_seeds)
