@@ -26,10 +26,10 @@ by default). Per setting it prints:
 
 Choosing the best of many settings on one set of architectures flatters it: ``--skip-archs 24`` measures the
 next 24 (a fresh set; tables named proxy_fidelity_archs25-48.*), ``--archs 48`` all of them. Another space's
-tables carry its name and range (proxy_fidelity_lcnet_archs1-24.*); ``--name`` names them otherwise, so that a run measuring
-something else on the same architectures does not replace an earlier run's tables. A setting without a
-resolution trains at the side nas would give that space (the data set's own, or the space's proxy_resolution
-where larger).
+tables carry its name and range (proxy_fidelity_lcnet_archs1-24.*); ``--name`` names them otherwise, so
+that a run measuring something else on the same architectures does not replace an earlier run's tables. A
+setting without a resolution trains at the side nas would give that space (the data set's own, or the
+space's proxy_resolution where larger).
 
 Every training is cached, the reference's in bench/results/proxy_fidelity_reference.json and the proxies' in
 bench/results/proxy_fidelity_proxies.json (keyed by the settings, the seed and the spec hash), so a re-run trains
@@ -380,14 +380,15 @@ def reference_noise(name: str, seeds: dict[int, dict[str, float]], seconds: floa
     others = others_than(0)
     leave_one_out = sum(kendall(list(seeds[seed].values()), list(others_than(seed).values()))
                         for seed in seeds) / len(seeds)
+    halves = split_half(seeds)
     return {
         "setting": name,
         "seconds": seconds,
-        "tau_reference": split_half(seeds),
+        "tau_reference": halves,
         "tau_reference_interval": None,
         "tau_reference_one_seed": leave_one_out,
         "tau_seeds": kendall(list(seeds[0].values()), list(seeds[1].values())),
-        "tau_split_half": split_half(seeds),
+        "tau_split_half": halves,
         "tau_all_pairs": all_pairs(seeds),
         "seed_spread": seed_spread(seeds, list(seeds[0])),
         "top3_in_top5": len(top(others, 3) & top(seeds[0], 5)),
@@ -403,7 +404,8 @@ def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, fl
              f"{args.ref_images} training images at {side} px, {args.ref_epochs} epochs, mean of seeds "
              f"0..{args.ref_seeds - 1} (held-out "
              f"top-1 {min(ref.values()):.3f} to {max(ref.values()):.3f}). Proxies under seeds "
-             f"{', '.join(map(str, range(args.proxy_seeds)))}, one torch thread per trial, worker processes on a 2-core machine. Mean of seeds: the two seeds' mean accuracy "
+             f"{', '.join(map(str, range(args.proxy_seeds)))}, one torch thread per trial, worker processes on a "
+             f"2-core machine. Mean of seeds: the two seeds' mean accuracy "
              f"against the reference, with a 90% bootstrap interval over the architectures; one seed: each seed "
              f"alone (what a search sees), averaged over the two. The first row is the reference against itself: "
              f"each seed against the mean of the others (one-seed column), the mean of seeds 0-1 against the mean "
