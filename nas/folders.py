@@ -22,7 +22,7 @@ def check_output_folder(key: str, value: str | os.PathLike, allowed: str = "a fo
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise UserError(f"{key}: got {str(value)!r}, a file; allowed: {allowed}")
-    _check_can_create_in(key, value, _nearest_existing(path), allowed, creates=not path.exists())
+    _check_can_create_in(key, value, path, allowed)
     return path
 
 
@@ -34,12 +34,15 @@ def _nearest_existing(path: Path) -> Path:
     return Path("/")
 
 
-def _check_can_create_in(key: str, value: str | os.PathLike, existing: Path, allowed: str, creates: bool) -> None:
+def _check_can_create_in(key: str, value: str | os.PathLike, folder: Path, allowed: str) -> None:
+    """``folder`` (``value`` itself, or the folder a file ``value`` goes in) can be written into, or made in its
+    nearest existing folder; where ``value`` is new, something can be made there."""
+    existing = _nearest_existing(folder)
     if not existing.is_dir():
         raise UserError(f"{key}: got {str(value)!r}, below the file {str(existing)!r}; allowed: {allowed}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{key}: cannot write in {str(existing)!r} (permission denied); allowed: {allowed}")
-    if creates:
+    if not Path(value).exists():
         # os.access answers for the permission bits only: a pseudo file system (/proc) or a read-only mount says
         # yes to root and then refuses the mkdir. Making (and removing) a folder there is the one sure answer.
         try:
@@ -77,7 +80,7 @@ def check_output_file(key: str, value: str | os.PathLike, allowed: str) -> Path:
     path = Path(value)
     if path.is_dir():
         raise UserError(f"{key}: got {str(value)!r}, a folder; allowed: {allowed}")
-    _check_can_create_in(key, value, _nearest_existing(path), allowed, creates=not path.exists())
+    _check_can_create_in(key, value, path.parent, allowed)  # the file is written into its folder
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{key}: {str(value)!r} is read-only; allowed: {allowed}")
     return path

@@ -121,6 +121,8 @@ def test_weights_import_command(tmp_path, capsys):
     with torch.no_grad():
         torch.testing.assert_close(ours(x), hand(x), rtol=1e-6, atol=1e-6)
     assert (tmp_path / "ours.pt").stat().st_mode & 0o777 == 0o644
+    # again onto the file it wrote: "a new or writable .pt file" (it was refused as a folder "below the file")
+    assert main(["weights", "import", str(tmp_path / "hand.pt"), str(spec_path), "-o", str(tmp_path / "ours.pt")]) == 0
     capsys.readouterr()
     assert main(["weights", "import", str(tmp_path / "hand.pt"), "mobilenetv2-1.0", "-o", str(tmp_path / "x.pt")]) == 2
     missing = tmp_path / "missing.pt"
