@@ -34,6 +34,26 @@ def test_top_candidates_are_distinct_and_by_proxy_reward():
     assert [r["number"] for r in final.top_candidates(records, 3)] == [1, 3, 4]
 
 
+def _row(number: int, accuracies: list[float], final_reward: float) -> dict:
+    return {"search": {"number": number}, "accuracies": dict(enumerate(accuracies)),
+            "accuracy": sum(accuracies) / len(accuracies), "final_reward": final_reward,
+            "spread": max(accuracies) - min(accuracies)}
+
+
+def test_the_winners_lead_is_the_accuracy_the_runner_up_lacks_weighed_against_the_seed_spreads():
+    winner, runner_up = _row(7, [0.90, 0.92], 1.10), _row(3, [0.80, 0.84], 1.0)
+    best, second, lacking = final.lead([runner_up, winner])
+    assert (best, second) == (winner, runner_up)
+    assert lacking == pytest.approx(0.82 * 0.10)   # 10 % more reward: 10 % more accuracy at its cost
+    assert "search trial 3) lacks 0.0820" in final.lead_line([runner_up, winner])
+    assert "more than their seed spreads (0.0200 and 0.0400)" in final.lead_line([runner_up, winner])
+    close = _row(3, [0.80, 0.90], 1.05)            # lacks about 0.043, its seeds 0.10 apart
+    assert "less than their seed spreads" in final.lead_line([winner, close])
+    assert "no seed spread" in final.lead_line([_row(7, [0.9], 1.1), _row(3, [0.8], 1.0)])
+    assert final.lead([winner]) is None and final.lead([]) is None
+    assert final.lead([winner, _row(3, [0.0, 0.0], 0.0)]) is None
+
+
 def test_final_stage_picks_best_yaml_and_shows_both_stages(tiny_space, tmp_path):
     out = tmp_path / "run"
     result = run_search([f"space={tiny_space}", "trials=4", *CHEAP, "final_top_k=2", "final_epochs=2",
@@ -48,6 +68,7 @@ def test_final_stage_picks_best_yaml_and_shows_both_stages(tiny_space, tmp_path)
     report = (out / "report.md").read_text()
     assert "## Final selection" in report and "Kendall tau between proxy and final rewards" in report
     assert f"seed spread (max - min accuracy) {chosen['spread']:.4f}" in report
+    assert final.lead_line(summary) in report and "the winner's lead: the runner-up" in report
 
 
 def test_a_latency_search_measures_its_finalists(tiny_space, tmp_path, monkeypatch):

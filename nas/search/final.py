@@ -234,6 +234,37 @@ def winner(summary: list[dict]) -> dict | None:
     return max(reversed(summary), key=lambda row: row["final_reward"]) if summary else None
 
 
+def lead(summary: list[dict]) -> tuple[dict, dict, float] | None:
+    """The winner, the runner-up by final reward, and the mean accuracy the runner-up lacks at its own cost to
+    tie (the reward is proportional to accuracy at a fixed cost: it needs its accuracy times the rewards'
+    ratio). None with fewer than two candidates or a runner-up without reward."""
+    best = winner(summary)
+    others = [row for row in summary if row is not best]
+    if best is None or not others:
+        return None
+    runner_up = max(reversed(others), key=lambda row: row["final_reward"])  # a tie: the better proxy reward
+    if runner_up["final_reward"] <= 0:
+        return None
+    return best, runner_up, runner_up["accuracy"] * (best["final_reward"] / runner_up["final_reward"] - 1)
+
+
+def lead_line(summary: list[dict]) -> str | None:
+    """The winner's lead weighed against both candidates' seed spreads: a lead smaller than a spread is one
+    that other seeds could undo."""
+    found = lead(summary)
+    if found is None:
+        return None
+    best, runner_up, lacking = found
+    text = (f"the winner's lead: the runner-up (search trial {runner_up['search']['number']}) lacks "
+            f"{lacking:.4f} mean accuracy at its cost to tie")
+    if min(len(best["accuracies"]), len(runner_up["accuracies"])) < 2:
+        return text + "; with one seed each there is no seed spread to weigh it against."
+    spreads = f"{best['spread']:.4f} and {runner_up['spread']:.4f}"
+    if lacking < max(best["spread"], runner_up["spread"]):
+        return text + f", less than their seed spreads ({spreads}): other seeds could reorder them."
+    return text + f", more than their seed spreads ({spreads})."
+
+
 def kendall_tau(xs: list[float], ys: list[float]) -> float | None:
     """Kendall's tau-b of two rankings (ties in either count as neither agreeing nor disagreeing);
     None for fewer than two pairs or a constant list."""
@@ -299,8 +330,10 @@ def report_lines(config: SearchConfig, summary: list[dict], final_records: list[
     assert best is not None
     lines += ["", f"fidelity: Kendall tau between proxy and final rewards {'n/a' if tau is None else f'{tau:.2f}'} "
                   f"over {len(summary)} candidates; the winner's seed spread (max - min accuracy) "
-                  f"{best['spread']:.4f}." + (f" {failed} final trainings failed." if failed else ""),
-              "", f"**best** (final selection): search trial {best['search']['number']}, final reward "
+                  f"{best['spread']:.4f}." + (f" {failed} final trainings failed." if failed else "")]
+    margin = lead_line(summary)
+    lines += ["", margin] if margin else []
+    lines += ["", f"**best** (final selection): search trial {best['search']['number']}, final reward "
                   f"{best['final_reward']:.4f}, mean accuracy {best['accuracy']:.4f} -> best.yaml", ""]
     return lines
 
