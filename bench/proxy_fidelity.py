@@ -3,10 +3,10 @@
     .venv/bin/python bench/proxy_fidelity.py [--space mnas] [--archs 24] [--skip-archs 0] [--jobs 2]
                                              [--ref-images 20000] [--ref-epochs 4] [--ref-seeds 4]
                                              [--proxy-seeds 2] [--settings NAME,NAME] [--name NAME]
-                                             [--data-dir DIR]
+                                             [--data-dir DIR] [--w -0.7]
 
 Samples ``--archs`` distinct architectures from the ``--space`` space (seed 0; default mnas, the main job's).
-The REFERENCE ranking is each architecture's held-out top-1 after a longer training on the full Fashion-MNIST
+The REFERENCE ranking is each architecture's reward from its held-out top-1 after a longer training on the full Fashion-MNIST
 training set (``fashion-mnist-full``: ``--ref-images`` images at 28 px or the space's larger side,
 ``--ref-epochs`` epochs, the mean over ``--ref-seeds`` seeds), the task a Fashion-MNIST proxy stands for. The
 reference's own seeds disagree too: the first row measures the reference against itself, the noise any proxy's
@@ -15,7 +15,8 @@ size, a learning rate, a training-subset size) then trains every architecture un
 by default). Per setting it prints:
 
 - seconds per candidate (one torch thread, ``--jobs`` worker processes, on whatever else the machine runs),
-- Kendall tau of the proxy's accuracy ranking (mean of the two seeds' accuracies) against the reference,
+- Kendall tau of the proxy's ranking of rewards (from the mean of the two seeds' accuracies) against the
+  reference's, beside the baseline a proxy must beat: the cost factor alone (FLOPs alone),
 - Kendall tau between the two seeds' rankings (how much of the ranking is noise),
 - with ``--proxy-seeds 4``, Kendall tau between the mean of seeds 0-1 and the mean of seeds 2-3: how far a
   two-seed mean, what the final selection ranks its candidates by, repeats itself,
@@ -36,7 +37,13 @@ bench/results/proxy_fidelity_proxies.json (keyed by the settings, the seed and t
 only what is new. The table goes to bench/results/proxy_fidelity.md, every accuracy to
 bench/results/proxy_fidelity.csv.
 
-Only accuracy is ranked: the reward's cost term is exact and the same in proxy and reference.
+What is ranked is the reward a search maximises, ACC x (FLOPs / T)^w at ``--w`` (-0.7, nas's default and the
+main job's; T does not change the order), with each architecture's FLOPs counted at its own resolution as a
+search counts them; ``--w 0`` ranks accuracy alone (tables named ..._accuracy). The cost factor is exact and the
+same on both sides, but it does not make the reward's ranking the accuracy's: the reward weighs accuracy ratios
+against cost ratios, so a proxy whose accuracies spread wider than the reference's (a short training leaves the
+small networks far behind) ranks the rewards differently even where it ranks accuracy alike. Accuracy range
+and seed sd stay in accuracy.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from nas.cost import count_cost
 from nas.space import load_space, random_choices, sample, space_names
 from nas.spec import Spec, dumps, loads, spec_hash
 
@@ -105,7 +113,8 @@ SETTINGS = {s.name: s for s in (
     Setting("digits-16px-4ep-lr0.002", "digits", 16, 4, lr=0.002),
     Setting("digits-16px-6ep-lr0.0005", "digits", 16, 6, lr=0.0005),
     Setting("digits-16px-8ep-lr0.0005", "digits", 16, 8, lr=0.0005),
-    Setting("digits-16px-12ep-lr0.0005", "digits", 16, 12, lr=0.0005),  # mnas's final selection (3x the epochs)
+    Setting("digits-16px-12ep-lr0.0005", "digits", 16, 12, lr=0.0005),  # lr 0.0005's final selection (3x)
+    Setting("digits-16px-12ep", "digits", 16, 12),  # mnas's final selection (3x the epochs)
     Setting("digits-16px-4ep-b16-lr0.001", "digits", 16, 4, batch_size=16, lr=0.001),
     # the same training, scored by the mean of its last epochs' held-out accuracy (less of one snapshot's noise)
     Setting("digits-16px-4ep-lr0.0005-last2", "digits", 16, 4, lr=0.0005, score_epochs=2),
@@ -117,11 +126,16 @@ SETTINGS = {s.name: s for s in (
     Setting("fmnist-14px-2ep", "fashion-mnist", 14, 2),
     Setting("fmnist-14px-3ep", "fashion-mnist", 14, 3),
     Setting("fmnist-14px-4ep", "fashion-mnist", 14, 4),
+    Setting("fmnist-14px-2ep-4k", "fashion-mnist", 14, 2, max_train=4000),
+    Setting("fmnist-14px-3ep-4k", "fashion-mnist", 14, 3, max_train=4000),
     Setting("fmnist-14px-4ep-4k", "fashion-mnist", 14, 4, max_train=4000),
     Setting("fmnist-28px-2ep", "fashion-mnist", 28, 2),
     Setting("fmnist-28px-4ep", "fashion-mnist", 28, 4),
     Setting("fmnist-28px-2ep-4k", "fashion-mnist", 28, 2, max_train=4000),
     Setting("fmnist-28px-3ep-4k", "fashion-mnist", 28, 3, max_train=4000),
+    # at the data set's side, or the space's where larger: for osa, which needs 29 px, real Fashion-MNIST detail
+    # at about the cost of digits blown up from 8 px (2,000 images against digits' 1,437)
+    Setting("fmnist-28px-4ep-2k", "fashion-mnist", None, 4, max_train=2000),
 )}
 
 #: What the README's table shows: every setting measured so far (the others in SETTINGS are there to try).
@@ -320,21 +334,32 @@ def without_seed_noise(seeds: dict[int, dict[str, float]], ref_seeds: dict[int, 
     return rho / both ** 0.5 if both > 0 else float("nan")
 
 
-def seed_spread(seeds: dict[int, dict[str, float]], hashes: list[str]) -> tuple[float, float]:
-    """Where the seeds disagree. The accuracy's standard deviation between seeds 0 and 1 (from the mean absolute
-    difference, E|a - b| = 2 sd / sqrt(pi)), and Kendall tau between them among the top quarter by their mean:
-    where a search picks its winner, and where candidates are closest."""
+def seed_sd(accuracies: dict[int, dict[str, float]], hashes: list[str]) -> float:
+    """The accuracy's standard deviation between seeds 0 and 1, from the mean absolute difference
+    (E|a - b| = 2 sd / sqrt(pi))."""
     import math
 
-    a, b = [seeds[0][h] for h in hashes], [seeds[1][h] for h in hashes]
-    sd = sum(abs(x - y) for x, y in zip(a, b)) / len(a) * math.sqrt(math.pi) / 2
+    a, b = [accuracies[0][h] for h in hashes], [accuracies[1][h] for h in hashes]
+    return sum(abs(x - y) for x, y in zip(a, b)) / len(a) * math.sqrt(math.pi) / 2
+
+
+def top_quarter_tau(seeds: dict[int, dict[str, float]], hashes: list[str]) -> float:
+    """Kendall tau between seeds 0 and 1 among the top quarter by their mean: where a search picks its winner,
+    and where candidates are closest."""
     mean = seed_mean(seeds)
     best = sorted(hashes, key=lambda h: mean[h], reverse=True)[:max(4, len(hashes) // 4)]
-    return sd, kendall([seeds[0][h] for h in best], [seeds[1][h] for h in best])
+    return kendall([seeds[0][h] for h in best], [seeds[1][h] for h in best])
 
 
-def summarise(name: str, seeds: dict[int, dict[str, float]], seconds: float,
-              ref_seeds: dict[int, dict[str, float]]) -> dict:
+def rewarded(accuracies: dict[int, dict[str, float]], weight: dict[str, float]) -> dict[int, dict[str, float]]:
+    """Each seed's accuracies times each architecture's cost factor (FLOPs^w): the rewards a search ranks."""
+    return {seed: {h: a * weight[h] for h, a in by_hash.items()} for seed, by_hash in accuracies.items()}
+
+
+def summarise(name: str, accuracies: dict[int, dict[str, float]], seconds: float,
+              ref_seeds: dict[int, dict[str, float]], weight: dict[str, float]) -> dict:
+    """One setting's row: ``accuracies`` per seed and ``ref_seeds`` (already rewarded) ranked as rewards."""
+    seeds = rewarded(accuracies, weight)
     ref = seed_mean(ref_seeds)
     hashes = list(ref)
     mean = seed_mean(seeds, SEEDS)  # two seeds, whatever --proxy-seeds: the column keeps one meaning
@@ -349,10 +374,11 @@ def summarise(name: str, seeds: dict[int, dict[str, float]], seconds: float,
         "tau_seeds": kendall([seeds[0][h] for h in hashes], [seeds[1][h] for h in hashes]),
         "tau_split_half": split_half(seeds),
         "tau_all_pairs": all_pairs(seeds),
-        "seed_spread": seed_spread(seeds, hashes),
+        "tau_top_quarter": top_quarter_tau(seeds, hashes),
+        "seed_sd": seed_sd(accuracies, hashes),
         "top3_in_top5": len(top(ref, 3) & top(mean, 5)),
         "rho_without_noise": without_seed_noise(seeds, ref_seeds),
-        "accuracy_range": (min(mean.values()), max(mean.values())),
+        "accuracy_range": (min(seed_mean(accuracies, SEEDS).values()), max(seed_mean(accuracies, SEEDS).values())),
         "mean": mean,
         "seeds": seeds,
     }
@@ -376,13 +402,16 @@ def all_pairs(seeds: dict[int, dict[str, float]]) -> float:
     return sum(kendall([seeds[a][h] for h in hashes], [seeds[b][h] for h in hashes]) for a, b in pairs) / len(pairs)
 
 
-def reference_noise(name: str, seeds: dict[int, dict[str, float]], seconds: float) -> dict:
+def reference_noise(name: str, accuracies: dict[int, dict[str, float]], seconds: float,
+                    weight: dict[str, float]) -> dict:
     """The reference measured against itself, in the proxies' columns, so its noise reads as a ceiling.
 
     "vs reference (one seed)" is each seed against the mean of the other seeds (leave one out); "vs reference
     (mean of seeds)" is the mean of seeds 0 and 1 against the mean of seeds 2 and 3 (split half, with 4+ seeds):
     how far a two-seed mean, like the proxies' column, can agree with an independent one.
     """
+    seeds = rewarded(accuracies, weight)
+
     def others_than(seed: int) -> dict[str, float]:
         return seed_mean(seeds, [other for other in seeds if other != seed])
 
@@ -399,22 +428,27 @@ def reference_noise(name: str, seeds: dict[int, dict[str, float]], seconds: floa
         "tau_seeds": kendall(list(seeds[0].values()), list(seeds[1].values())),
         "tau_split_half": halves,
         "tau_all_pairs": all_pairs(seeds),
-        "seed_spread": seed_spread(seeds, list(seeds[0])),
+        "tau_top_quarter": top_quarter_tau(seeds, list(seeds[0])),
+        "seed_sd": seed_sd(accuracies, list(seeds[0])),
         "top3_in_top5": len(top(others, 3) & top(seeds[0], 5)),
-        "accuracy_range": (min(others.values()), max(others.values())),
+        "accuracy_range": (min(seed_mean(accuracies).values()), max(seed_mean(accuracies).values())),
     }
 
 
-def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, float]) -> str:
+def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, float], cost_only: float) -> str:
     split = args.proxy_seeds >= 4
     which = f" (samples {args.skip_archs + 1}-{args.skip_archs + args.archs})" if args.skip_archs else ""
     side = reference_setting(args).resolution
-    lines = [f"{args.archs} architectures from the {args.space} space{which}. Reference: fashion-mnist-full, "
+    ranked = ("accuracy alone" if args.w == 0 else
+              f"the reward ACC x FLOPs^w at w = {args.w:g} (FLOPs at each architecture's own resolution)")
+    lines = [f"{args.archs} architectures from the {args.space} space{which}, ranked by {ranked}. "
+             f"Reference: fashion-mnist-full, "
              f"{args.ref_images} training images at {side} px, {args.ref_epochs} epochs, mean of seeds "
              f"0..{args.ref_seeds - 1} (held-out "
              f"top-1 {min(ref.values()):.3f} to {max(ref.values()):.3f}). Proxies under seeds "
              f"{', '.join(map(str, range(args.proxy_seeds)))}, one torch thread per trial, worker processes on a "
-             f"2-core machine. Mean of seeds: the two seeds' mean accuracy "
+             f"2-core machine. Accuracy range and seed sd are in accuracy. Mean of seeds: the two seeds' mean "
+             f"accuracy "
              f"against the reference, with a 90% bootstrap interval over the architectures; one seed: each seed "
              f"alone (what a search sees), averaged over the two. The first row is the reference against itself: "
              f"each seed against the mean of the others (one-seed column), the mean of seeds 0-1 against the mean "
@@ -427,6 +461,8 @@ def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, fl
              f"seeds / for one seed (0.5: no difference). Rho without seed noise: Spearman's rho of the two means "
              f"corrected for both sides' seed noise (an estimate of what a noise-free proxy would reach against "
              f"a noise-free reference)."
+             + ("" if args.w == 0 else f" FLOPs alone: tau of the cost factor alone against the reference's rewards "
+                f"(as if every architecture were equally accurate), the baseline a proxy must beat: {cost_only:.2f}.")
              + (" All pairs: tau between two seeds, the mean over every pair of seeds (seeds 0 and 1 are one). "
                 "Between two-seed means: tau between the mean of seeds 0-1 and the mean of seeds 2-3, how far "
                 "a two-seed mean (what the final selection ranks by) repeats itself; in the reference's row the "
@@ -443,8 +479,8 @@ def markdown(summaries: list[dict], reference_row: dict, args, ref: dict[str, fl
         lines.append(f"| {s['setting']} | {s['seconds']:.1f} | {mean_seeds} | "
                      f"{s['tau_reference_one_seed']:.2f} | {s['tau_seeds']:.2f} | "
                      + (f"{s['tau_all_pairs']:.2f} | {s['tau_split_half']:.2f} | " if split else "")
-                     + f"{s['seed_spread'][1]:.2f} | "
-                     f"{s['seed_spread'][0]:.3f} | {s['top3_in_top5']}/3 | "
+                     + f"{s['tau_top_quarter']:.2f} | "
+                     f"{s['seed_sd']:.3f} | {s['top3_in_top5']}/3 | "
                      f"{low:.3f}-{high:.3f} | {s.get('better_than_default', '')} | "
                      + (f"{s['rho_without_noise']:.2f} |" if "rho_without_noise" in s else " |"))
     return "\n".join(lines)
@@ -471,6 +507,8 @@ def main() -> None:
     parser.add_argument("--settings", default=MEASURED, help="comma-separated (default: those measured so far): "
                         + ", ".join(SETTINGS))
     parser.add_argument("--data-dir", help="where the full Fashion-MNIST IDX files are (default: nas's search path)")
+    parser.add_argument("--w", type=float, default=-0.7,
+                        help="rank the reward ACC x FLOPs^w (default: nas's -0.7); 0 ranks accuracy alone")
     args = parser.parse_args()
     unknown = [name for name in args.settings.split(",") if name not in SETTINGS]
     if unknown:
@@ -490,22 +528,25 @@ def main() -> None:
     plain = args.space == "mnas" and not args.skip_archs and args.archs == 24
     name = args.name or ("proxy_fidelity" + ("" if args.space == "mnas" else f"_{args.space}")
                          + ("" if plain else f"_archs{args.skip_archs + 1}-{args.skip_archs + args.archs}"))
+    name += "" if args.w == -0.7 else "_accuracy" if args.w == 0 else f"_w{args.w:g}"
     hashes = [spec_hash(spec) for spec in specs]
+    # the reward's cost factor, as a search counts the cost (T scales every reward alike: left out)
+    weight = {h: float(count_cost(spec).flops) ** args.w for h, spec in zip(hashes, specs)}
     ref_setting = reference_setting(args)
     ref_seeds = range(args.ref_seeds)
     ref_runs = cached_runs(REFERENCE_CACHE, [(spec, ref_setting, seed) for seed in ref_seeds for spec in specs],
                            args.jobs, args.data_dir, "reference")
     ref_by_seed = by_seed(ref_setting, ref_runs, hashes, ref_seeds)
-    ref = seed_mean(ref_by_seed)
+    ref = seed_mean(rewarded(ref_by_seed, weight))
     reference_row = reference_noise(f"reference itself ({ref_setting.tag(0).rsplit('-seed', 1)[0]})", ref_by_seed,
-                                    mean_seconds(ref_runs, list(ref_runs)))
+                                    mean_seconds(ref_runs, list(ref_runs)), weight)
 
     proxy_seeds = range(args.proxy_seeds)
     proxy_runs = cached_runs(PROXY_CACHE, [(spec, s, seed) for s in chosen for seed in proxy_seeds for spec in specs],
                              args.jobs, args.data_dir, "proxies")
     summaries = [summarise(s.name, by_seed(s, proxy_runs, hashes, proxy_seeds),
                            mean_seconds(proxy_runs, [(s.tag(seed), h) for seed in proxy_seeds for h in hashes]),
-                           ref_by_seed)
+                           rewarded(ref_by_seed, weight), weight)
                  for s in chosen]
     default = default_setting(args.space)
     base = next((x for x in summaries if default and x["setting"] == default.name), None)
@@ -522,7 +563,8 @@ def main() -> None:
         summary["better_than_default"] = f"{share_mean:.2f} / {share_one:.2f}"
     if base is not None:
         base["setting"] += " (the default)"
-    table = markdown(summaries, reference_row, args, ref)
+    cost_only = kendall([weight[h] for h in hashes], [ref[h] for h in hashes]) if args.w else float("nan")
+    table = markdown(summaries, reference_row, args, seed_mean(ref_by_seed), cost_only)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.md").write_text(table + "\n")
     with (RESULTS / f"{name}.csv").open("w", newline="") as f:

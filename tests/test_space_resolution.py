@@ -60,21 +60,23 @@ def test_a_space_sets_its_own_proxy_training_defaults_under_what_the_user_gives(
 
     from nas.search.run import prepare_run
 
-    assert load_space("mnas").proxy_training == {"lr": 0.0005} and load_space("lcnet").proxy_training == {}
-    config, run_dir, _ = prepare_run([f"out={tmp_path / 'mnas'}"])
-    assert config.train.lr == 0.0005 and yaml.safe_load((run_dir / "config.yaml").read_text())["lr"] == 0.0005
-    config, _, _ = prepare_run(["lr=0.003", f"out={tmp_path / 'given'}"])
-    assert config.train.lr == 0.003  # key=value wins
-    config, _, _ = prepare_run(["space=lcnet", f"out={tmp_path / 'lcnet'}"])
-    assert config.train.lr == 0.003  # nas's default: lcnet declares none
-    # A run made before mnas declared its lr (stored 0.003) resumes with its own.
-    old = tmp_path / "old"
-    old.mkdir()
-    (old / "config.yaml").write_text(yaml.safe_dump({"space": "mnas", "objective": "flops", "lr": 0.003}))
-    config, _, resumed = prepare_run([f"out={old}"])
-    assert resumed and config.train.lr == 0.003
     with open(load_space("mnas").source) as file:
         data = yaml.safe_load(file)
+    slow = tmp_path / "slow.yaml"  # mnas with a proxy learning rate of its own
+    slow.write_text(yaml.safe_dump({**data, "name": "slow", "proxy_training": {"lr": 0.0005}}))
+    assert load_space(str(slow)).proxy_training == {"lr": 0.0005} and load_space("mnas").proxy_training == {}
+    config, run_dir, _ = prepare_run([f"space={slow}", f"out={tmp_path / 'slow'}"])
+    assert config.train.lr == 0.0005 and yaml.safe_load((run_dir / "config.yaml").read_text())["lr"] == 0.0005
+    config, _, _ = prepare_run([f"space={slow}", "lr=0.003", f"out={tmp_path / 'given'}"])
+    assert config.train.lr == 0.003  # key=value wins
+    config, _, _ = prepare_run([f"out={tmp_path / 'mnas'}"])
+    assert config.train.lr == 0.003  # nas's default: mnas declares none
+    # A run made while mnas declared lr 0.0005 (stored in its config.yaml) resumes with its own.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.yaml").write_text(yaml.safe_dump({"space": "mnas", "objective": "flops", "lr": 0.0005}))
+    config, _, resumed = prepare_run([f"out={old}"])
+    assert resumed and config.train.lr == 0.0005
     with pytest.raises(UserError, match="proxy_training.w: got -1; allowed: a key among epochs"):
         space_from_dict({**data, "proxy_training": {"w": -1}}, "mnas.yaml")
     with pytest.raises(UserError, match="mnas.yaml: proxy_training.lr: got 'fast'"):
@@ -87,7 +89,7 @@ def test_the_fidelity_bench_measures_what_nas_search_trains_for_each_space(monke
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
     import proxy_fidelity as bench
 
-    assert bench.default_setting("mnas").name == "digits-16px-4ep-lr0.0005"
+    assert bench.default_setting("mnas").name == "digits-16px-4ep"
     assert bench.default_setting("lcnet").name == "digits-16px-4ep"
     assert bench.default_setting("essp").name == "digits-16px-4ep"
     osa = bench.at_space_side(bench.SETTINGS["digits-8px-4ep"], "osa")  # 8 px vanishes in osa's stem

@@ -49,7 +49,7 @@ class TrainSettings:
     batch_size: int = setting(32, Integer(2), "proxy-training batch size (the last partial batch is dropped)")
     optimizer: str = setting("adamw", Choice(OPTIMIZERS), "proxy-training optimizer (sgd: Nesterov momentum)")
     lr: float = setting(0.003, Number(0, 10), "proxy-training learning rate (the peak of the schedule)",
-                        shown="0.003; a space's proxy_training may set its own (mnas: 0.0005)")
+                        shown="0.003; a space's proxy_training may set its own")
     momentum: float = setting(0.9, Number(0, 1), "momentum of optimizer=sgd")
     weight_decay: float = setting(0.01, Number(0, 1), "weight decay (not on biases, norms and PReLU slopes)")
     label_smoothing: float = setting(0.0, Number(0, 1, below_high=True), "label smoothing of the loss")
