@@ -50,6 +50,9 @@ def test_the_winners_lead_is_the_accuracy_the_runner_up_lacks_weighed_against_th
     close = _row(3, [0.80, 0.90], 1.05)            # lacks about 0.043, its seeds 0.10 apart
     assert "less than their seed spreads" in final.lead_line([winner, close])
     assert "no seed spread" in final.lead_line([_row(7, [0.9], 1.1), _row(3, [0.8], 1.0)])
+    tied = _row(3, [0.9, 0.92], 1.10)
+    assert final.winner([winner, tied]) is winner and final.winner([tied, winner]) is tied  # the proxy's order
+    assert "runner-up (search trial 3) ties it" in final.lead_line([winner, tied])
     assert final.lead([winner]) is None and final.lead([]) is None
     assert final.lead([winner, _row(3, [0.0, 0.0], 0.0)]) is None
 

@@ -231,7 +231,7 @@ def summarise(config: SearchConfig, search_records: list[dict], final_records: l
 
 def winner(summary: list[dict]) -> dict | None:
     """The best final reward; a tie goes to the better proxy reward (the summary's order)."""
-    return max(reversed(summary), key=lambda row: row["final_reward"]) if summary else None
+    return max(summary, key=lambda row: row["final_reward"]) if summary else None  # max keeps the first of equals
 
 
 def lead(summary: list[dict]) -> tuple[dict, dict, float] | None:
@@ -242,7 +242,7 @@ def lead(summary: list[dict]) -> tuple[dict, dict, float] | None:
     others = [row for row in summary if row is not best]
     if best is None or not others:
         return None
-    runner_up = max(reversed(others), key=lambda row: row["final_reward"])  # a tie: the better proxy reward
+    runner_up = max(others, key=lambda row: row["final_reward"])  # a tie: the better proxy reward
     if runner_up["final_reward"] <= 0:
         return None
     return best, runner_up, runner_up["accuracy"] * (best["final_reward"] / runner_up["final_reward"] - 1)
@@ -255,6 +255,9 @@ def lead_line(summary: list[dict]) -> str | None:
     if found is None:
         return None
     best, runner_up, lacking = found
+    if lacking <= 0:
+        return (f"the winner's lead: none; the runner-up (search trial {runner_up['search']['number']}) ties it "
+                "and lost on its proxy reward.")
     text = (f"the winner's lead: the runner-up (search trial {runner_up['search']['number']}) lacks "
             f"{lacking:.4f} mean accuracy at its cost to tie")
     if min(len(best["accuracies"]), len(runner_up["accuracies"])) < 2:
