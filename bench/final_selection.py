@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--proxy", default="digits-16px-4ep", help="the search's proxy whose final stage is replayed")
     parser.add_argument("--final", default="digits-16px-12ep", help="that proxy at the final selection's epochs")
     args = parser.parse_args()
+    if args.w > 0:
+        parser.error(f"--w: got {args.w:g}; allowed: 0 or less (a positive exponent rewards cost, as nas search refuses)")
     unknown = [name for name in [*args.settings.split(","), args.proxy, args.final] if name not in SETTINGS]
     if unknown:
         parser.error(f"--settings: unknown {unknown}; allowed: {', '.join(SETTINGS)}")

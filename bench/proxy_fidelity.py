@@ -510,6 +510,8 @@ def main() -> None:
     parser.add_argument("--w", type=float, default=-0.7,
                         help="rank the reward ACC x FLOPs^w (default: nas's -0.7); 0 ranks accuracy alone")
     args = parser.parse_args()
+    if args.w > 0:
+        parser.error(f"--w: got {args.w:g}; allowed: 0 or less (a positive exponent rewards cost, as nas search refuses)")
     unknown = [name for name in args.settings.split(",") if name not in SETTINGS]
     if unknown:
         parser.error(f"--settings: unknown {unknown}; allowed: {', '.join(SETTINGS)}")
