@@ -44,7 +44,8 @@ from nas.cost import count_cost  # noqa: E402
 from nas.spec import spec_hash  # noqa: E402
 
 REFERENCE_TAG = "fashion-mnist-full-28px-4ep-20000-b64-seed{}"
-DEFAULT_SETTINGS = "digits-16px-4ep,digits-16px-4ep-lr0.0005,digits-16px-12ep,fmnist-14px-2ep,fmnist-14px-2ep-4k"
+DEFAULT_SETTINGS = ("digits-16px-4ep,digits-16px-4ep-lr0.0005,digits-8px-4ep,digits-16px-12ep,fmnist-14px-2ep,fmnist-14px-2ep-4k,"
+                    "fmnist-14px-3ep-4k")
 
 
 def accuracies(cache: dict, tag_of, hashes: list[str], seeds=range(4)) -> np.ndarray:
