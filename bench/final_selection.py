@@ -38,12 +38,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxy_fidelity import PROXY_CACHE, REFERENCE_CACHE, RESULTS, SETTINGS, sample_specs  # noqa: E402
+from proxy_fidelity import (  # noqa: E402
+    PROXY_CACHE,
+    REFERENCE_CACHE,
+    RESULTS,
+    SETTINGS,
+    cost_factors,
+    reference_setting,
+    sample_specs,
+)
 
-from nas.cost import count_cost  # noqa: E402
 from nas.spec import spec_hash  # noqa: E402
 
-REFERENCE_TAG = "fashion-mnist-full-28px-4ep-20000-b64-seed{}"
+# proxy_fidelity.py's mnas reference: 4 epochs on 20,000 full Fashion-MNIST images
+REFERENCE = reference_setting(argparse.Namespace(space="mnas", ref_epochs=4, ref_images=20000))
 DEFAULT_SETTINGS = ("digits-16px-4ep,digits-16px-4ep-lr0.0005,digits-8px-4ep,digits-16px-12ep,fmnist-14px-2ep,fmnist-14px-2ep-4k,"
                     "fmnist-14px-3ep-4k")
 
@@ -80,8 +88,9 @@ def main() -> None:
     searches = {name: accuracies(proxies, SETTINGS[name].tag, hashes, seeds=(0, 1)) for name in args.settings.split(",")}
     four = accuracies(proxies, SETTINGS[args.proxy].tag, hashes, seeds=(0, 1))
     longer = accuracies(proxies, SETTINGS[args.final].tag, hashes, seeds=(0, 1))
-    factor = np.array([float(count_cost(s).flops) ** args.w for s in specs])
-    truth = accuracies(reference, REFERENCE_TAG.format, hashes).mean(axis=0) * factor
+    weights = cost_factors(specs, args.w)
+    factor = np.array([weights[h] for h in hashes])
+    truth = accuracies(reference, REFERENCE.tag, hashes).mean(axis=0) * factor
 
     epochs = SETTINGS[args.final].epochs, SETTINGS[args.proxy].epochs
     finals = (f"{args.proxy}, final selection at {epochs[0]} epochs (nas's default)",

@@ -6,8 +6,8 @@
                                              [--data-dir DIR] [--w -0.7]
 
 Samples ``--archs`` distinct architectures from the ``--space`` space (seed 0; default mnas, the main job's).
-The REFERENCE ranking is each architecture's reward from its held-out top-1 after a longer training on the full Fashion-MNIST
-training set (``fashion-mnist-full``: ``--ref-images`` images at 28 px or the space's larger side,
+The REFERENCE ranking is each architecture's reward from its held-out top-1 after a longer training on the full
+Fashion-MNIST training set (``fashion-mnist-full``: ``--ref-images`` images at 28 px or the space's larger side,
 ``--ref-epochs`` epochs, the mean over ``--ref-seeds`` seeds), the task a Fashion-MNIST proxy stands for. The
 reference's own seeds disagree too: the first row measures the reference against itself, the noise any proxy's
 tau is measured through. Each candidate PROXY SETTING (a data set, a resolution, a number of epochs, a batch
@@ -351,6 +351,12 @@ def top_quarter_tau(seeds: dict[int, dict[str, float]], hashes: list[str]) -> fl
     return kendall([seeds[0][h] for h in best], [seeds[1][h] for h in best])
 
 
+def cost_factors(specs: list[Spec], w: float) -> dict[str, float]:
+    """Spec hash -> the reward's cost factor FLOPs^w, the cost counted at the spec's own resolution as a search
+    counts it (T scales every reward alike and is left out)."""
+    return {spec_hash(spec): float(count_cost(spec).flops) ** w for spec in specs}
+
+
 def rewarded(accuracies: dict[int, dict[str, float]], weight: dict[str, float]) -> dict[int, dict[str, float]]:
     """Each seed's accuracies times each architecture's cost factor (FLOPs^w): the rewards a search ranks."""
     return {seed: {h: a * weight[h] for h, a in by_hash.items()} for seed, by_hash in accuracies.items()}
@@ -363,6 +369,7 @@ def summarise(name: str, accuracies: dict[int, dict[str, float]], seconds: float
     ref = seed_mean(ref_seeds)
     hashes = list(ref)
     mean = seed_mean(seeds, SEEDS)  # two seeds, whatever --proxy-seeds: the column keeps one meaning
+    accuracy = seed_mean(accuracies, SEEDS)
     return {
         "setting": name,
         "seconds": seconds,
@@ -378,7 +385,7 @@ def summarise(name: str, accuracies: dict[int, dict[str, float]], seconds: float
         "seed_sd": seed_sd(accuracies, hashes),
         "top3_in_top5": len(top(ref, 3) & top(mean, 5)),
         "rho_without_noise": without_seed_noise(seeds, ref_seeds),
-        "accuracy_range": (min(seed_mean(accuracies, SEEDS).values()), max(seed_mean(accuracies, SEEDS).values())),
+        "accuracy_range": (min(accuracy.values()), max(accuracy.values())),
         "mean": mean,
         "seeds": seeds,
     }
@@ -419,6 +426,7 @@ def reference_noise(name: str, accuracies: dict[int, dict[str, float]], seconds:
     leave_one_out = sum(kendall(list(seeds[seed].values()), list(others_than(seed).values()))
                         for seed in seeds) / len(seeds)
     halves = split_half(seeds)
+    accuracy = seed_mean(accuracies)
     return {
         "setting": name,
         "seconds": seconds,
@@ -431,7 +439,7 @@ def reference_noise(name: str, accuracies: dict[int, dict[str, float]], seconds:
         "tau_top_quarter": top_quarter_tau(seeds, list(seeds[0])),
         "seed_sd": seed_sd(accuracies, list(seeds[0])),
         "top3_in_top5": len(top(others, 3) & top(seeds[0], 5)),
-        "accuracy_range": (min(seed_mean(accuracies).values()), max(seed_mean(accuracies).values())),
+        "accuracy_range": (min(accuracy.values()), max(accuracy.values())),
     }
 
 
@@ -532,14 +540,14 @@ def main() -> None:
                          + ("" if plain else f"_archs{args.skip_archs + 1}-{args.skip_archs + args.archs}"))
     name += "" if args.w == -0.7 else "_accuracy" if args.w == 0 else f"_w{args.w:g}"
     hashes = [spec_hash(spec) for spec in specs]
-    # the reward's cost factor, as a search counts the cost (T scales every reward alike: left out)
-    weight = {h: float(count_cost(spec).flops) ** args.w for h, spec in zip(hashes, specs)}
+    weight = cost_factors(specs, args.w)
     ref_setting = reference_setting(args)
     ref_seeds = range(args.ref_seeds)
     ref_runs = cached_runs(REFERENCE_CACHE, [(spec, ref_setting, seed) for seed in ref_seeds for spec in specs],
                            args.jobs, args.data_dir, "reference")
     ref_by_seed = by_seed(ref_setting, ref_runs, hashes, ref_seeds)
-    ref = seed_mean(rewarded(ref_by_seed, weight))
+    ref_rewards = rewarded(ref_by_seed, weight)
+    ref = seed_mean(ref_rewards)
     reference_row = reference_noise(f"reference itself ({ref_setting.tag(0).rsplit('-seed', 1)[0]})", ref_by_seed,
                                     mean_seconds(ref_runs, list(ref_runs)), weight)
 
@@ -548,7 +556,7 @@ def main() -> None:
                              args.jobs, args.data_dir, "proxies")
     summaries = [summarise(s.name, by_seed(s, proxy_runs, hashes, proxy_seeds),
                            mean_seconds(proxy_runs, [(s.tag(seed), h) for seed in proxy_seeds for h in hashes]),
-                           rewarded(ref_by_seed, weight), weight)
+                           ref_rewards, weight)
                  for s in chosen]
     default = default_setting(args.space)
     base = next((x for x in summaries if default and x["setting"] == default.name), None)
