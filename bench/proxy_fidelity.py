@@ -129,6 +129,7 @@ SETTINGS = {s.name: s for s in (
     Setting("fmnist-14px-2ep-4k", "fashion-mnist", 14, 2, max_train=4000),
     Setting("fmnist-14px-3ep-4k", "fashion-mnist", 14, 3, max_train=4000),
     Setting("fmnist-14px-4ep-4k", "fashion-mnist", 14, 4, max_train=4000),
+    Setting("fmnist-14px-9ep-4k", "fashion-mnist", 14, 9, max_train=4000),  # mnas's final selection (3x epochs)
     Setting("fmnist-28px-2ep", "fashion-mnist", 28, 2),
     Setting("fmnist-28px-4ep", "fashion-mnist", 28, 4),
     Setting("fmnist-28px-2ep-4k", "fashion-mnist", 28, 2, max_train=4000),
@@ -159,7 +160,8 @@ def default_setting(space: str) -> Setting | None:
     for s in (at_space_side(s, space) for s in SETTINGS.values()):
         side = s.resolution or NATIVE_RESOLUTION[s.dataset]
         if ((s.dataset, side, s.epochs, s.max_train, s.batch_size, s.lr)
-                == (config.dataset, proxy_resolution(config), train.epochs, None, train.batch_size, train.lr)):
+                == (config.dataset, proxy_resolution(config), train.epochs, config.train_images, train.batch_size,
+                    train.lr)):
             return s
     return None
 

@@ -1,10 +1,10 @@
 """Proxy-training throughput: nas's training loop against a plain PyTorch loop, same models, same data.
 
-    .venv/bin/python bench/train_throughput.py [--rounds 3] [--epochs 1] [--threads 1] [--resolution 16]
+    .venv/bin/python bench/train_throughput.py [--rounds 3] [--epochs 1] [--threads 1] [--resolution 14]
 
-Both loops train the same architectures, rebuilt for the embedded digits data set (10 classes, 1,437 training
-images, upsampled from 8x8 to ``--resolution``: by default the side the default search's proxy trains at, 16 px
-for the mnas space) by ``nas.evaluate.train.proxy_spec``: EfficientNet-B0, and one sampled MnasNet-space
+Both loops train the same architectures on the data the default search's proxy trains on (mnas's: the shipped
+Fashion-MNIST subset, 4,000 training images at 14 px; ``--resolution`` another side), rebuilt for it by
+``nas.evaluate.train.proxy_spec``: EfficientNet-B0, and one sampled MnasNet-space
 candidate of about 400M FLOPs (multiply-adds) at 224. Each round builds a fresh model for each loop and
 trains ``--epochs`` epochs at batch 32; images/s counts training steps only (no evaluation, no model
 building), on the wall clock. Rounds alternate the loops, and the table shows each loop's median round, so
@@ -47,6 +47,7 @@ import nas
 from nas.evaluate.data import Split, load_dataset
 from nas.evaluate.fast_convs import fast_convs
 from nas.evaluate.train import TrainSettings, lr_factor, proxy_spec, train_and_evaluate
+from nas.search.config import resolve_new_run
 from nas.search.preflight import proxy_resolution
 from nas.settings import SearchConfig
 from nas.space import load_space, random_choices, sample
@@ -177,13 +178,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; each loop's median is shown")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per loop and round")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every loop (0: torch's default)")
-    parser.add_argument("--resolution", type=int, default=proxy_resolution(SearchConfig()),
+    searched = resolve_new_run([], load_space(SearchConfig().space))  # what `nas search` trains by default
+    parser.add_argument("--resolution", type=int, default=proxy_resolution(searched),
                         help="image side (default: the side the default search's proxy trains at)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_dataset("digits", seed=0, resolution=args.resolution)
-    print(f"digits: {len(data.train_x)} training images {tuple(data.train_x.shape[1:])}, batch {BATCH}, "
+    data = load_dataset(searched.dataset, seed=0, resolution=args.resolution, max_train=searched.train_images)
+    print(f"{searched.dataset}: {len(data.train_x)} training images {tuple(data.train_x.shape[1:])}, batch {BATCH}, "
           f"{args.epochs} epoch(s) per round, {args.rounds} rounds, {torch.get_num_threads()} thread(s), "
           f"torch {torch.__version__}")
     loops = {

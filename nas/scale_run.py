@@ -60,7 +60,7 @@ RUNS_DIR = Path("runs")
 
 #: The settings that make an evaluation what it is; a base taken from a search run inherits them from
 #: the run's config.yaml, so the grid's candidates are measured the way the search measured the base.
-EVALUATION_KEYS = ("evaluator", "dataset", "data_dir", "resolution", "seed", "top_k") + TRAIN_KEYS
+EVALUATION_KEYS = ("evaluator", "dataset", "data_dir", "resolution", "train_images", "seed", "top_k") + TRAIN_KEYS
 #: How the grid runs (not inherited: a machine's business).
 EXECUTION_KEYS = ("pruner", "workers", "backend", "ray_address", "cpus_per_trial", "gpus_per_trial", "concurrent")
 #: The grid's own defaults for search settings: every candidate trains to the end, so all accuracies compare.

@@ -23,11 +23,15 @@ A space file::
     proxy_resolution: 29   # optional: a search without resolution= trains at least at this side (default: the
                            # smallest at which no candidate's map vanishes, see smallest_resolution; a space
                            # may ask for more where its choices only act on larger maps, as mnas does)
-    proxy_training: {lr: 0.0005}   # optional: the space's own defaults for proxy-training keys (epochs, lr,
-                           # batch_size, ...), above nas's, below a run's stored settings, experiments, key=value
+    proxy_training: {dataset: fashion-mnist, resolution: 14, train_images: 4000, epochs: 3}  # optional, below
     skeleton:        # one entry per stage: its fixed fields, optionally its own `choices`
       - {out_channels: 16, repeats: 1, stride: 1}
       - {out_channels: 24, repeats: 2, stride: 2, choices: {kernel: [3]}}
+
+``proxy_training`` is the space's own proxy, measured as a whole (bench/proxy_fidelity.py): training keys
+(epochs, lr, batch_size, ...) and the data keys dataset, resolution and train_images. They sit above nas's
+defaults and below experiments and key=value. Where it names a dataset and the search trains on another, none
+of it applies (nas's defaults and proxy_resolution do). A resumed run keeps what its config.yaml stored.
 
 A per-stage decision named after a block field (kernel, se_ratio, skip, layers, ese, ...) is asked only
 when the stage's block kind has that field, so one space can mix block kinds (a conditional space).
@@ -162,26 +166,27 @@ def space_from_dict(data: Any, source: str = "space") -> Space:
                   tuple(sorted(kinds)), _declared_resolution(source, data.get("proxy_resolution")),
                   _proxy_training(source, data.get("proxy_training")))
     _check_samples(space)
-    if space.proxy_resolution is not None:
-        smallest = smallest_resolution(space)
-        if space.proxy_resolution < smallest:
-            raise _err(source, "proxy_resolution", space.proxy_resolution,
-                       f"at least {smallest} (below it a candidate's feature map vanishes)")
+    declared = {"proxy_resolution": space.proxy_resolution,
+                "proxy_training.resolution": space.proxy_training.get("resolution")}
+    for name, side in declared.items():
+        if side is not None and side < (smallest := smallest_resolution(space)):
+            raise _err(source, name, side, f"at least {smallest} (below it a candidate's feature map vanishes)")
     return space
 
 
 def _proxy_training(source: str, value: Any) -> dict[str, Any]:
     """``proxy_training``: a mapping of proxy-training keys (as nas search takes them) to values, each checked."""
-    from .settings import KEYS, TRAIN_KEYS
+    from .settings import KEYS, PROXY_DATA_KEYS, TRAIN_KEYS
 
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise _err(source, "proxy_training", value, "a mapping of proxy-training key to value")
+    allowed = TRAIN_KEYS + PROXY_DATA_KEYS
     for name, item in value.items():
-        if name not in TRAIN_KEYS:
+        if name not in allowed:
             raise _err(source, f"proxy_training.{name}", item,
-                       "a key among " + ", ".join(TRAIN_KEYS) + did_you_mean(str(name), TRAIN_KEYS))
+                       "a key among " + ", ".join(allowed) + did_you_mean(str(name), allowed))
         try:
             KEYS[name].parse(name, item)
         except UserError as exc:

@@ -39,7 +39,7 @@ def test_search_help_lists_every_key_with_its_default_and_meaning():
     for name, key in KEYS.items():
         assert f"  {name}={key.shown_default}\n" in text, name
         assert key.meaning in " ".join(text.split()), name
-    assert "  epochs=4\n" in text and "  target_flops=400M\n" in text  # nested training keys, units as typed
+    assert "  batch_size=32\n" in text and "  target_flops=400M\n" in text  # nested training keys, units as typed
 
 
 def test_scale_help_lists_the_grid_keys():

@@ -23,12 +23,16 @@ def make_configured_evaluator(config: SearchConfig, seen_scores: list[float] | N
 
 def configured_data(config: SearchConfig):
     """The configured data set, split by the search's seed, at ``resolution`` or else at max(the data set's
-    side, the space's needed_resolution)."""
+    side, the space's needed_resolution), its training split cut to ``train_images``."""
     from ..evaluate.data import load_dataset
 
-    data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=config.resolution)
+    def load(resolution: int | None):
+        return load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=resolution,
+                            max_train=config.train_images)
+
+    data = load(config.resolution)
     if config.resolution is None:  # the data set's side, unless the space needs more (VoVNet's osa: 29 px)
         need = needed_resolution(load_space(config.space))
         if data.resolution < need:
-            data = load_dataset(config.dataset, seed=config.seed, data_dir=config.data_dir, resolution=need)
+            data = load(need)
     return data

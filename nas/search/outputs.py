@@ -133,6 +133,11 @@ def side_text(config) -> str:
         return ""
 
 
+def images_text(config) -> str:
+    """' on N of its training images' where train_images cuts the training split; '' where it does not."""
+    return f" on {config.train_images:,} of its training images" if config.train_images else ""
+
+
 def write_report(run_dir: Path, records: list[dict], best: dict | None, front: list[dict], config,
                  final_lines: list[str] = ()) -> str:
     counts = {}
@@ -142,7 +147,8 @@ def write_report(run_dir: Path, records: list[dict], best: dict | None, front: l
     lines = [f"# Search report: {run_dir.name}", "",
              f"space `{config.space}`, objective {config.objective}, target {human(config.cost_target())}, "
              f"reward {config.reward} (w = {config.w}), sampler {config.sampler}, evaluator {config.evaluator}, "
-             f"data set {config.dataset}{side_text(config)}, {config.train.epochs} epochs per candidate.", "",
+             f"data set {config.dataset}{side_text(config)}{images_text(config)}, {config.train.epochs} epochs per "
+             "candidate.", "",
              "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
              + f"; {seconds:.0f} s evaluating.", "",
              pruning_line(records) + f" (pruner {config.pruner}, on the reward at each epoch before the last)", ""]

@@ -19,7 +19,7 @@ from ..space import load_space, sample
 from . import interrupts, outputs
 from .backend import backend_for
 from .candidate import Context
-from .config import SearchConfig, parse_pairs, resolve_config, space_defaults
+from .config import SearchConfig, parse_pairs, resolve_config, resolve_new_run
 from .evaluation import make_configured_evaluator
 from .preflight import check_candidates, check_device, proxy_resolution
 from .run_folder import (
@@ -54,8 +54,8 @@ def prepare_run(pairs: list[str]) -> tuple[SearchConfig, Path, bool]:
     stored = stored_settings(Path(out)) if out else None
     config, _ = resolve_config(pairs, stored)
     space = load_space(config.space)  # a bad space fails before anything is written
-    if space.proxy_training:  # the space's own proxy-training defaults, under everything the user gave
-        config, _ = resolve_config(pairs, stored, space_defaults(space))
+    if stored is None and space.proxy_training:  # the space's own proxy, under everything the user gave
+        config = resolve_new_run(pairs, space)
     side = proxy_resolution(config)
     if stored is not None:
         before = as_settings(stored)

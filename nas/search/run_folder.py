@@ -25,8 +25,9 @@ GRID_FILE = "grid.yaml"   # nas.scale_run.GRID_FILE: a scale grid's folder
 
 #: The settings that change a trial's reward: a resumed run must keep them.
 OBJECTIVE_KEYS = ("space", "objective", "target_flops", "target", "w", "reward", "w_below", "w_above", "max_cost",
-                  "dataset", "data_dir", "resolution", "evaluator", "top_k", "epochs", "batch_size", "optimizer",
-                  "lr", "momentum", "weight_decay", "label_smoothing", "schedule", "cycle_epochs", "lr_min_ratio")
+                  "dataset", "data_dir", "resolution", "train_images", "evaluator", "top_k", "epochs", "batch_size",
+                  "optimizer", "lr", "momentum", "weight_decay", "label_smoothing", "schedule", "cycle_epochs",
+                  "lr_min_ratio")
 #: ... and, for a measured cost (objective=latency or energy), where and how it is measured.
 MEASURED_COST_KEYS = ("latency", "latency_device", "latency_threads")
 #: Not a key: the side the proxy trains at, stored beside the keys when the run is made. Without resolution= it

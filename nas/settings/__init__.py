@@ -45,7 +45,8 @@ def setting(default, parse, meaning: str, shown: str | None = None) -> Any:
 class TrainSettings:
     """How a candidate is trained by the proxy (nas.evaluate.train); nested in the search settings as ``train``."""
 
-    epochs: int = setting(4, Integer(1), "proxy-training epochs per candidate")
+    epochs: int = setting(4, Integer(1), "proxy-training epochs per candidate",
+                          shown="4; a space's proxy_training may set its own (mnas: 3)")
     batch_size: int = setting(32, Integer(2), "proxy-training batch size (the last partial batch is dropped)")
     optimizer: str = setting("adamw", Choice(OPTIMIZERS), "proxy-training optimizer (sgd: Nesterov momentum)")
     lr: float = setting(0.003, Number(0, 10), "proxy-training learning rate (the peak of the schedule)",
@@ -100,12 +101,19 @@ class SearchConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
     dataset: str = setting("digits", Text("digits, fashion-mnist (both built in, offline), fashion-mnist-full, "
                                           "cifar10, cifar100, imagefolder:PATH"),
-                           "the proxy's data set (fashion-mnist-full / cifar10 / cifar100 read from data_dir)")
+                           "the proxy's data set (fashion-mnist-full / cifar10 / cifar100 read from data_dir)",
+                           shown="digits; a space's proxy_training may set its own (mnas: fashion-mnist)")
     data_dir: str | None = setting(None, OrNone(Text("a folder")),
                                    "where fashion-mnist-full / cifar10 / cifar100 live "
                                    "(default: the cache, then system folders)")
     resolution: int | None = setting(None, OrNone(Integer(8)), "proxy-training side in pixels (FLOPs are always "
-                                     "the spec's own)", shown="data set's, at least the space's proxy_resolution")
+                                     "the spec's own)",
+                                     shown="data set's, at least the space's proxy_resolution; its proxy_training's "
+                                     "(mnas: 14)")
+    train_images: int | None = setting(None, OrNone(Integer(1)),
+                                       "proxy-training images: the first N of the shuffled training split (the "
+                                       "held-out split stays whole)", shown="all; a space's proxy_training may "
+                                       "set fewer (mnas: 4000)")
     evaluator: str = setting("train", Evaluator(), "how a candidate is scored (hybrid: synflow screens, the "
                                                    "top_k best so far are trained)")
     top_k: int = setting(5, Integer(1), "evaluator=hybrid: how many of the best proxy scores so far get trained")
@@ -204,6 +212,9 @@ def keys_of(cls) -> dict[str, Key]:
 KEYS = keys_of(SearchConfig)
 GRID_KEYS = keys_of(GridSettings)
 TRAIN_KEYS = tuple(name for name, key in KEYS.items() if key.section == "train")
+#: The data keys a space's proxy_training may set beside TRAIN_KEYS: the proxy's data set, side and size, measured
+#: together with its training (nas.space.Space.proxy_training).
+PROXY_DATA_KEYS = ("dataset", "resolution", "train_images")
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, Any]:
