@@ -38,6 +38,7 @@ CASES = [
     (["search", "out=a_file/run"], "out: got 'a_file/run', below the file 'a_file'"),
     (["search", "out=list_run"], "out: list_run/config.yaml holds a YAML list"),
     (["search", "experiment=list.yaml"], "experiment list.yaml: got list"),
+    (["search", "train_images=1"], "train_images: got '1'; allowed: an integer >= 2"),
     (["export", "list_run"], "run: list_run/config.yaml holds a YAML list"),
     (["export", "list_run", "-o", "a_file"], "-o: got 'a_file', a file"),
     (["export", "list_run", "-o", "a_file/specs"], "-o: got 'a_file/specs', below the file"),

@@ -160,7 +160,7 @@ def test_base_from_a_run_inherits_its_evaluation_settings(tmp_path, tiny_path):
         run.mkdir(parents=True)
         nas.save(nas.load(tiny_path), run / "best.yaml")
         (run / "config.yaml").write_text(yaml.safe_dump({**SearchConfig().to_dict(), "epochs": epochs,
-                                                         "pruner": "median", "trials": 99}))
+                                                         "train_images": 500, "pruner": "median", "trials": 99}))
         stamp = time.time() - age
         os.utime(run / "best.yaml", (stamp, stamp))
     assert scale_run.latest_run(runs) == runs / "new"
@@ -169,8 +169,10 @@ def test_base_from_a_run_inherits_its_evaluation_settings(tmp_path, tiny_path):
                                  runs_dir=runs, evaluator=params_as_accuracy, progress=False)
     assert result.base_source == str(runs / "new")
     config = yaml.safe_load((out / "grid" / "config.yaml").read_text())
-    # the search's evaluation (epochs) is inherited, its execution (pruner) and size (trials) are not
-    assert (config["epochs"], config["seed"], config["pruner"], config["trials"]) == (3, 5, "none", 2)
+    # the search's evaluation (epochs, training-set size) is inherited, its execution (pruner) and size (trials)
+    # are not
+    assert (config["epochs"], config["train_images"], config["seed"], config["pruner"], config["trials"]) == (
+        3, 500, 5, "none", 2)
 
 
 def test_a_finished_grid_is_not_run_again_and_keeps_its_base(tmp_path, tiny_path):

@@ -110,7 +110,7 @@ class SearchConfig:
                                      "the spec's own)",
                                      shown="data set's, at least the space's proxy_resolution; its proxy_training's "
                                      "(mnas: 14)")
-    train_images: int | None = setting(None, OrNone(Integer(1)),
+    train_images: int | None = setting(None, OrNone(Integer(2)),
                                        "proxy-training images: the first N of the shuffled training split (the "
                                        "held-out split stays whole)", shown="all; a space's proxy_training may "
                                        "set fewer (mnas: 4000)")
