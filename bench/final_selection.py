@@ -12,10 +12,11 @@ search seed s. The search ranks them by the reward of its own training under see
   (``final_top_k=0``);
 - FLOPs alone: the best by the cost factor alone, as if every candidate were equally accurate (the baseline
   a proxy must beat);
-- for ``--proxy`` (mnas's, digits at 16 px and 4 epochs) and ``--final`` (its final selection's 3x epochs), each
+- for ``--proxy`` (mnas's, Fashion-MNIST at 14 px, 3 epochs on 4,000 images; last round's: ``--proxy
+  digits-16px-4ep --final digits-16px-12ep``) and ``--final`` (its final selection's 3x epochs), each
   trained under seeds 0 and 1, with the search's seed 0 (the final stage's seeds are then 0 and 1): the final
   selection's pick, the top ``--top-k`` by proxy reward re-ranked by the reward of the two seeds' mean accuracy
-  at ``--final``'s epochs (nas's default) or at the proxy's own (``final_epochs=4``), and the best of those
+  at ``--final``'s epochs (nas's default) or at the proxy's own (``final_epochs=3``), and the best of those
   finalists by the reference (what a perfect final stage picks).
 
 The truth is the reference (4 epochs on 20,000 full Fashion-MNIST images at 28 px, the mean of four seeds) put
@@ -52,6 +53,8 @@ from nas.spec import spec_hash  # noqa: E402
 
 # proxy_fidelity.py's mnas reference: 4 epochs on 20,000 full Fashion-MNIST images
 REFERENCE = reference_setting(argparse.Namespace(space="mnas", ref_epochs=4, ref_images=20000))
+#: mnas's proxy as `nas search` trains it, and that proxy at its final selection's epochs (3x)
+DEFAULT_PROXY, DEFAULT_FINAL = "fmnist-14px-3ep-4k", "fmnist-14px-9ep-4k"
 DEFAULT_SETTINGS = ("digits-16px-4ep,digits-16px-4ep-lr0.0005,digits-8px-4ep,digits-16px-12ep,fmnist-14px-2ep,fmnist-14px-2ep-4k,"
                     "fmnist-14px-3ep-4k")
 
@@ -73,8 +76,8 @@ def main() -> None:
     parser.add_argument("--w", type=float, default=-0.7, help="the reward's exponent (0: accuracy alone)")
     parser.add_argument("--settings", default=DEFAULT_SETTINGS,
                         help="proxy settings whose search picks are compared (each cached under seeds 0 and 1)")
-    parser.add_argument("--proxy", default="digits-16px-4ep", help="the search's proxy whose final stage is replayed")
-    parser.add_argument("--final", default="digits-16px-12ep", help="that proxy at the final selection's epochs")
+    parser.add_argument("--proxy", default=DEFAULT_PROXY, help="the search's proxy whose final stage is replayed")
+    parser.add_argument("--final", default=DEFAULT_FINAL, help="that proxy at the final selection's epochs")
     args = parser.parse_args()
     if args.w > 0:
         parser.error(f"--w: got {args.w:g}; allowed: 0 or less (a positive exponent rewards cost, as nas search refuses)")
@@ -125,7 +128,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     name = ("final_selection" + ("" if args.w == -0.7 else f"_w{args.w:g}")
-            + ("" if args.proxy == "digits-16px-4ep" else f"_{args.proxy}"))
+            + ("" if args.proxy == DEFAULT_PROXY else f"_{args.proxy}"))
     (RESULTS / f"{name}.md").write_text(text)
     print(f"wrote bench/results/{name}.md")
 
