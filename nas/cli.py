@@ -234,9 +234,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="search a space for an efficient base architecture",
                             formatter_class=argparse.RawDescriptionHelpFormatter,
-                            description="nas search [experiment=NAME] [key=value ...]\n\nSettings: defaults < "
-                                        "experiments/NAME.yaml < key=value; a run directory (out=) resumes with its "
-                                        "own.",
+                            description="nas search [experiment=NAME] [key=value ...]\n\nSettings: defaults < the "
+                                        "space's proxy_training (on its own data set) < experiments/NAME.yaml < "
+                                        "key=value; a run directory (out=) resumes with its own.",
                             epilog="keys (key=DEFAULT):\n" + help_lines(KEYS))
     search.add_argument("pairs", nargs="*", metavar="key=value")
     search.add_argument("--quiet", action="store_true", help="no progress bar")

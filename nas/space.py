@@ -166,10 +166,12 @@ def space_from_dict(data: Any, source: str = "space") -> Space:
                   tuple(sorted(kinds)), _declared_resolution(source, data.get("proxy_resolution")),
                   _proxy_training(source, data.get("proxy_training")))
     _check_samples(space)
-    declared = {"proxy_resolution": space.proxy_resolution,
-                "proxy_training.resolution": space.proxy_training.get("resolution")}
+    declared = {name: side for name, side in (("proxy_resolution", space.proxy_resolution),
+                                              ("proxy_training.resolution", space.proxy_training.get("resolution")))
+                if side is not None}
+    smallest = smallest_resolution(space) if declared else 0  # resolves specs side by side: once, and only if needed
     for name, side in declared.items():
-        if side is not None and side < (smallest := smallest_resolution(space)):
+        if side < smallest:
             raise _err(source, name, side, f"at least {smallest} (below it a candidate's feature map vanishes)")
     return space
 

@@ -69,6 +69,10 @@ def test_mnas_searches_its_measured_proxy_fashion_mnist_at_14_px_on_4000_images(
     assert len(data.train_y) == 4000 and data.resolution == 14 and len(data.test_y) == 2000  # held out: whole
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["train_images"] == 4000
     from nas.search.outputs import images_text, side_text
+    from nas.settings import KEYS
+
+    for key, value in load_space("mnas").proxy_training.items():  # --help and the README name mnas's own values
+        assert f"(mnas: {value})" in KEYS[key].shown_default, key
 
     assert side_text(config) + images_text(config) == " at 14 px on 4,000 of its training images"
     # The space's proxy was measured on Fashion-MNIST: on another data set none of it applies.

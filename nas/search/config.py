@@ -1,5 +1,6 @@
-"""Where a search's settings come from: defaults < stored run config (resuming) < experiments/NAME.yaml <
-key=value on the command line. What the keys are (defaults, parsers, meanings) is nas.settings."""
+"""Where a search's settings come from: defaults (a new run's: nas's with the space's proxy_training; a resumed
+run's: nas's) < stored run config (resuming) < experiments/NAME.yaml < key=value on the command line. What the
+keys are (defaults, parsers, meanings) is nas.settings."""
 
 from __future__ import annotations
 
