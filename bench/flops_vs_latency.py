@@ -10,7 +10,7 @@ Latency comes from the latency table (latency=predicted, the default), built in 
 $NAS_CACHE (``--cache`` to keep one) and calibrated on the space's samples as a search calibrates it;
 the target is predicted the same way. Each winner's predicted latency is printed beside its measurement.
 
-Small budgets (the defaults take minutes on two cores, proxy training on digits): read the differences
+Small budgets (the defaults take minutes on two cores, each space's own proxy): read the differences
 as what each objective pushes towards, not as a verdict. Writes bench/results/flops_vs_latency.md.
 """
 
@@ -29,7 +29,7 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spaces", nargs="+", default=["mnas", "lcnet"])
     parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=3)  # 1 epoch leaves mnas/lcnet at chance on digits
+    parser.add_argument("--epochs", type=int, default=3)  # 1 epoch leaves mnas/lcnet near chance
     parser.add_argument("--target-flops", default="300M")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", help="cache directory for the latency table (default: a temporary one)")

@@ -71,13 +71,14 @@ def _reference_resolution(family_dir: Path, members: list[dict]) -> int:
 
 def _data_resolution(pairs: list[str]) -> int:
     from .evaluate.data import load_dataset
+    from .settings.recipe import TRAIN_RUN_KEYS
     from .train_run import parse_keys
 
     given = parse_keys(pairs)
     if given.get("resolution"):
         return given["resolution"]
-    return load_dataset(given.get("dataset", "digits"), seed=given.get("seed", 0), data_dir=given.get("data_dir")
-                        ).resolution
+    return load_dataset(given.get("dataset", TRAIN_RUN_KEYS["dataset"].default), seed=given.get("seed", 0),
+                        data_dir=given.get("data_dir")).resolution
 
 
 def check_family_recipe(pairs: list[str]) -> None:

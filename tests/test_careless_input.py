@@ -49,7 +49,7 @@ CASES = [
     (["scale", "--phi", "1", "--base", "tiny.yaml", "--out", "a_file/family"], "--out: got 'a_file/family', below"),
     (["scale", "--phi", "1", "--base", "list_run", "--out", "new"], "--base: list_run/config.yaml holds a YAML list"),
     (["train", "tiny.yaml", "out=a_file"], "out: got 'a_file', a file"),
-    (["train", "tiny.yaml", "resolution=100000", "out=new"], "dataset digits at resolution 100000: needs about"),
+    (["train", "tiny.yaml", "resolution=100000", "out=new"], "dataset fashion-mnist at resolution 100000: needs about"),
     (["train", "list_run", "out=new"], "run: list_run/config.yaml holds a YAML list"),
     (["data", "fetch", "cifar10", "--dir", "a_file"], "--dir: got 'a_file', a file"),
     (["latency", "build", "tiny.yaml", "--resolution", "100000"], "latency build of tiny: needs about"),

@@ -359,7 +359,7 @@ def test_nas_scale_grid_on_ray(tmp_path, two_nodes):
     """`nas scale` with backend=ray: the grid's evaluator travels to Ray workers and the family is written."""
     out = tmp_path / "scale"
     done = subprocess.run([str(Path(sys.executable).parent / "nas"), "scale", "--phi", "1", "--base", "efficientnet-b0",
-                           "--out", str(out), "max_candidates=2", "epochs=1", "backend=ray",
+                           "--out", str(out), "max_candidates=2", "dataset=digits", "epochs=1", "backend=ray",
                            f"ray_address={two_nodes.address}", "--quiet"],
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]

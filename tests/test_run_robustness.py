@@ -108,8 +108,8 @@ def test_a_signal_stops_the_scale_grid_and_resume_finishes_it(tmp_path, tiny_spe
     base = tmp_path / "tiny.yaml"
     nas.save(from_dict({**tiny_spec_dict, "resolution": 16}), base)
     out = tmp_path / "scaled"
-    cmd = [NAS, "scale", "--phi", "1", "--base", str(base), "--out", str(out), "max_candidates=3", "epochs=6",
-           "--quiet"]
+    cmd = [NAS, "scale", "--phi", "1", "--base", str(base), "--out", str(out), "max_candidates=3", "dataset=digits",
+           "epochs=6", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: one_running_after_one_complete(out / "grid")), "the grid never got going"

@@ -34,27 +34,32 @@ def test_a_declared_resolution_too_small_is_refused():
 
 @pytest.mark.parametrize("space", space_names())
 def test_every_builtin_space_runs_a_trial_with_its_defaults_on_fashion_mnist(space, tmp_path):
-    # batch_size=500: the same images in few steps (small-image training is bound by per-op overhead)
-    result = run_search([f"space={space}", "dataset=fashion-mnist", "epochs=1", "trials=1", "final_top_k=0",
-                         "batch_size=500", f"out={tmp_path / space}"], progress=False, say=lambda line: None)
+    # No dataset=: Fashion-MNIST is nas's default and every built-in space's measured proxy. epochs=1 and
+    # batch_size=500: the same images in few steps (small-image training is bound by per-op overhead).
+    result = run_search([f"space={space}", "epochs=1", "trials=1", "final_top_k=0", "batch_size=500",
+                         f"out={tmp_path / space}"], progress=False, say=lambda line: None)
     (record,) = result.records
     assert record["state"] == "complete", record.get("note")
     assert 0.0 <= record["accuracy"] <= 1.0 and (tmp_path / space / "best.yaml").exists()
+    stored = yaml.safe_load((tmp_path / space / "config.yaml").read_text())
+    assert stored["dataset"] == "fashion-mnist" == load_space(space).proxy_training["dataset"]
+    assert stored["train_images"] == load_space(space).proxy_training["train_images"]
 
 
 @pytest.mark.parametrize("space", ["mnas", "essp", "lcnet"])
-def test_mnas_essp_and_lcnet_train_digits_at_16_px_and_fashion_mnist_at_its_own_28(space):
-    # Chosen by bench/proxy_fidelity.py: at 8 px the later stages see 1x1 maps and rank worse.
+def test_mnas_essp_and_lcnet_train_digits_at_16_px_and_plain_fashion_mnist_at_its_own_28(space):
+    # Their proxy_resolution, chosen by bench/proxy_fidelity.py on digits: at 8 px the later stages see 1x1 maps
+    # and rank worse. It is the least side when their own proxy (14 px Fashion-MNIST) does not apply.
     from nas.search.evaluation import configured_data
     from nas.search.preflight import proxy_resolution
     from nas.settings import SearchConfig
 
     assert needed_resolution(load_space(space)) == 16 > smallest_resolution(load_space(space))
-    default = SearchConfig(space=space)
-    assert default.dataset == "digits" and SearchConfig().space == "mnas"
-    assert proxy_resolution(default) == 16 == configured_data(default).resolution
-    assert proxy_resolution(SearchConfig(space=space, dataset="fashion-mnist")) == 28
-    assert configured_data(SearchConfig(space=space, resolution=12)).resolution == 12  # resolution= still wins
+    assert SearchConfig().dataset == "fashion-mnist" and SearchConfig().space == "mnas"  # nas's plain defaults
+    digits = SearchConfig(space=space, dataset="digits")
+    assert proxy_resolution(digits) == 16 == configured_data(digits).resolution
+    assert proxy_resolution(SearchConfig(space=space)) == 28
+    assert configured_data(replace_config(digits, resolution=12)).resolution == 12  # resolution= still wins
 
 
 def test_mnas_searches_its_measured_proxy_fashion_mnist_at_14_px_on_4000_images(tmp_path):
@@ -110,8 +115,9 @@ def test_the_fidelity_bench_measures_what_nas_search_trains_for_each_space(monke
     import proxy_fidelity as bench
 
     assert bench.default_setting("mnas").name == "fmnist-14px-3ep-4k"
-    assert bench.default_setting("lcnet").name == "digits-16px-4ep"
-    assert bench.default_setting("essp").name == "digits-16px-4ep"
+    assert bench.default_setting("lcnet").name == "fmnist-14px-3ep-4k"
+    assert bench.default_setting("essp").name == "fmnist-14px-3ep-4k"
+    assert bench.default_setting("osa").name == "fmnist-29px-4ep-2k"  # its side: at_space_side
     osa = bench.at_space_side(bench.SETTINGS["digits-8px-4ep"], "osa")  # 8 px vanishes in osa's stem
     assert (osa.resolution, osa.name) == (29, "digits-29px-4ep")
     assert bench.at_space_side(bench.SETTINGS["digits-8px-4ep"], "mnas").resolution is None  # 8 px works there

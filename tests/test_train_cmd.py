@@ -35,7 +35,7 @@ def rows(folder):
 
 def test_two_epochs_on_digits_beat_chance_and_write_every_output(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "trained"
-    assert main(["train", str(tiny_yaml), "epochs=2", f"out={out}"]) == 0
+    assert main(["train", str(tiny_yaml), "dataset=digits", "epochs=2", f"out={out}"]) == 0
     printed = capsys.readouterr().out
     assert "torch threads 1" in printed
     for name in OUTPUTS:
@@ -62,7 +62,7 @@ def test_two_epochs_on_digits_beat_chance_and_write_every_output(tiny_yaml, tmp_
 
 
 def test_killed_run_resumes_to_the_same_result(tiny_yaml, tmp_path, capsys):
-    args = ["epochs=3", "seed=3"]
+    args = ["dataset=digits", "epochs=3", "seed=3"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main(["train", str(tiny_yaml), *args, f"out={whole}", "--quiet"]) == 0
 
@@ -108,14 +108,14 @@ def test_bad_inputs_give_one_line_and_exit_2(tiny_yaml, tmp_path, capsys):
     assert "missing.yaml" in one_line_error(capsys, ["train", str(tmp_path / "missing.yaml"), out])
     assert "did you mean 'efficientnet-" in one_line_error(capsys, ["train", "efficientnet-b9x", out])
     assert "imagenet" in one_line_error(capsys, ["train", str(tiny_yaml), "dataset=imagenet", out])
-    assert "batch_size" in one_line_error(capsys, ["train", str(tiny_yaml), "batch_size=5000", out])
+    assert "batch_size" in one_line_error(capsys, ["train", str(tiny_yaml), "dataset=digits", "batch_size=5000", out])
     assert not (tmp_path / "never").exists()
 
 
 def test_a_folder_resumes_only_under_its_own_settings(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", str(tiny_yaml), "epochs=1", f"out={out}", "--quiet"]) == 0
-    line = one_line_error(capsys, ["train", str(tiny_yaml), "epochs=1", "lr=0.05", f"out={out}"])
+    assert main(["train", str(tiny_yaml), "dataset=digits", "epochs=1", f"out={out}", "--quiet"]) == 0
+    line = one_line_error(capsys, ["train", str(tiny_yaml), "dataset=digits", "epochs=1", "lr=0.05", f"out={out}"])
     assert "lr" in line and "0.1" in line and "another out=" in line
     assert yaml.safe_load((out / "recipe.yaml").read_text())["lr"] == 0.1  # left as it was
 
@@ -177,7 +177,7 @@ def test_a_family_trains_member_by_member_and_resumes(tiny_yaml, tmp_path, capsy
     family = tmp_path / "family"
     assert main(["scale", "--phi", "1..2", "--base", str(tiny_yaml), "--alpha", "1.2", "--beta", "1.1",
                  "--gamma", "1.15", "--out", str(family), "--quiet"]) == 0
-    assert main(["train", str(family), "epochs=1", "--quiet"]) == 0
+    assert main(["train", str(family), "dataset=digits", "epochs=1", "--quiet"]) == 0
     first = (family / "family_accuracy.csv").read_text()
     table = list(csv.DictReader(first.splitlines()))
     assert [r["name"] for r in table] == ["tiny-phi1", "tiny-phi2"] and (family / "family_accuracy.png").exists()
@@ -190,7 +190,7 @@ def test_a_family_trains_member_by_member_and_resumes(tiny_yaml, tmp_path, capsy
     for path in (family / "train" / "tiny-phi2").iterdir():
         path.unlink()
     (family / "family_accuracy.csv").unlink()
-    assert main(["train", str(family), "epochs=1", "--quiet"]) == 0
+    assert main(["train", str(family), "dataset=digits", "epochs=1", "--quiet"]) == 0
     assert done.stat().st_mtime_ns == stamp and (family / "family_accuracy.csv").read_text() == first
     assert "out" in one_line_error(capsys, ["train", str(family), f"out={tmp_path / 'x'}"])
 
@@ -229,8 +229,8 @@ def test_train_help_lists_every_key_with_its_default(capsys):
 def test_scale_train_trains_every_member_with_the_single_dimension_ones(tiny_yaml, tmp_path, capsys):
     family = tmp_path / "family"
     assert main(["scale", "--phi", "1", "--base", str(tiny_yaml), "--alpha", "1.2", "--beta", "1.1", "--gamma",
-                 "1.15", "--out", str(family), "--quiet", "--compare", "single", "--train", "epochs=1",
-                 "batch_size=64"]) == 0
+                 "1.15", "--out", str(family), "--quiet", "--compare", "single", "--train", "dataset=digits",
+                 "epochs=1", "batch_size=64"]) == 0
     table = list(csv.DictReader((family / "family_accuracy.csv").read_text().splitlines()))
     assert [(r["scaling"], r["name"]) for r in table] == [
         ("compound", "tiny-phi1"), ("width", "tiny-phi1-width"), ("depth", "tiny-phi1-depth"),

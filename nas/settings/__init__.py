@@ -99,10 +99,11 @@ class SearchConfig:
     final_seeds: int = setting(2, Integer(1), "final selection: seeds per candidate (seed, seed+1, ...); its "
                                "reward is reward(mean accuracy over them, cost)")
     train: TrainSettings = field(default_factory=TrainSettings)
-    dataset: str = setting("digits", Text("digits, fashion-mnist (both built in, offline), fashion-mnist-full, "
-                                          "cifar10, cifar100, imagefolder:PATH"),
-                           "the proxy's data set (fashion-mnist-full / cifar10 / cifar100 read from data_dir)",
-                           shown="digits; a space's proxy_training may set its own (mnas: fashion-mnist)")
+    dataset: str = setting("fashion-mnist", Text("fashion-mnist, digits (both built in, offline), fashion-mnist-full, "
+                                                 "cifar10, cifar100, imagefolder:PATH"),
+                           "the proxy's data set (fashion-mnist-full / cifar10 / cifar100 read from data_dir; "
+                           "digits: 8x8, for smoke runs)",
+                           shown="fashion-mnist; a space's proxy_training may set its own (mnas: fashion-mnist)")
     data_dir: str | None = setting(None, OrNone(Text("a folder")),
                                    "where fashion-mnist-full / cifar10 / cifar100 live "
                                    "(default: the cache, then system folders)")
