@@ -240,8 +240,8 @@ def trained_trials(work: Path) -> tuple[list[float], list[float], list[float]]:
     return flops, accuracy, seconds
 
 
-def simulated_curve(sampler: str, seed: int, trials: int, model: dict) -> list[tuple[float, float]]:
-    """One search with nas's sampler on the mnas space; accuracy and time drawn from ``model``."""
+def simulated_curve(space, sampler: str, seed: int, trials: int, model: dict) -> list[tuple[float, float]]:
+    """One search with nas's sampler on ``space`` (mnas); accuracy and time drawn from ``model``."""
     import hashlib
     from dataclasses import replace
 
@@ -251,10 +251,9 @@ def simulated_curve(sampler: str, seed: int, trials: int, model: dict) -> list[t
     from nas.cost import count_cost
     from nas.search.config import SearchConfig
     from nas.search.optuna_backend import make_sampler
-    from nas.space import load_space, sample
+    from nas.space import sample
     from nas.spec import spec_hash
 
-    space = load_space("mnas")
     study = optuna.create_study(direction="maximize",
                                 sampler=make_sampler(replace(SearchConfig(), sampler=sampler, trials=trials, seed=seed), 0))
     curve, best, clock = [], float("-inf"), 0.0
@@ -277,6 +276,8 @@ def main_simulated(trials: int, seeds: int, work: Path) -> None:
     import numpy as np
     import optuna
 
+    from nas.space import load_space
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     flops, accuracy, seconds = trained_trials(work)
     if len(flops) < 30:
@@ -285,9 +286,10 @@ def main_simulated(trials: int, seeds: int, work: Path) -> None:
     model = {"accuracy_mean": float(np.mean(accuracy)), "accuracy_sd": float(np.std(accuracy)),
              "seconds_base": float(base), "seconds_per_mflop": float(slope)}
     correlation = float(np.corrcoef(np.log(flops), accuracy)[0, 1])
+    space = load_space("mnas")  # once: every simulated search samples the same space
     fractions = []
     for seed in range(seeds):
-        tpe, random = (simulated_curve(sampler, seed, trials, model) for sampler in ("tpe", "random"))
+        tpe, random = (simulated_curve(space, sampler, seed, trials, model) for sampler in ("tpe", "random"))
         reached = time_to_reach(tpe, random[-1][1])
         fractions.append(float("inf") if reached is None else reached / random[-1][0])
     met = [f <= 0.5 for f in fractions]

@@ -71,13 +71,13 @@ def _reference_resolution(family_dir: Path, members: list[dict]) -> int:
 
 def _data_resolution(pairs: list[str]) -> int:
     from .evaluate.data import load_dataset
-    from .settings.recipe import TRAIN_RUN_KEYS
+    from .settings import DEFAULT_DATASET
     from .train_run import parse_keys
 
     given = parse_keys(pairs)
     if given.get("resolution"):
         return given["resolution"]
-    return load_dataset(given.get("dataset", TRAIN_RUN_KEYS["dataset"].default), seed=given.get("seed", 0),
+    return load_dataset(given.get("dataset", DEFAULT_DATASET), seed=given.get("seed", 0),
                         data_dir=given.get("data_dir")).resolution
 
 

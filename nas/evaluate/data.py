@@ -79,7 +79,7 @@ def _parts(images: Images, measure_on: str, holdout: float, seed: int):
     return images.train_x[train], images.train_y[train], images.train_x[held], images.train_y[held]
 
 
-def load_dataset(name: str = "digits", seed: int = 0, holdout: float = 0.2, data_dir: str | None = None,
+def load_dataset(name: str, seed: int = 0, holdout: float = 0.2, data_dir: str | None = None,
                  resolution: int | None = None, max_train: int | None = None, measure_on: str = "holdout") -> Split:
     """Load a data set by its name (see nas.data.NAMES) and split it; raise UserError for an unknown or missing one."""
     if resolution is not None and resolution < 1:

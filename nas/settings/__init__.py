@@ -29,6 +29,11 @@ BACKENDS = ("optuna", "ray")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "cyclic")
 DEVICES = ("auto", "cpu", "cuda")
+#: The data set `nas search`, `nas scale` and `nas train` use unless told otherwise (the task the spaces' proxies
+#: were measured against), and what dataset= may name (nas.data.catalog checks the name when it loads).
+DEFAULT_DATASET = "fashion-mnist"
+DATASETS = Text("fashion-mnist, digits (both built in, offline), fashion-mnist-full, cifar10, cifar100, "
+                "imagefolder:PATH")
 
 
 def setting(default, parse, meaning: str, shown: str | None = None) -> Any:
@@ -99,8 +104,7 @@ class SearchConfig:
     final_seeds: int = setting(2, Integer(1), "final selection: seeds per candidate (seed, seed+1, ...); its "
                                "reward is reward(mean accuracy over them, cost)")
     train: TrainSettings = field(default_factory=TrainSettings)
-    dataset: str = setting("fashion-mnist", Text("fashion-mnist, digits (both built in, offline), fashion-mnist-full, "
-                                                 "cifar10, cifar100, imagefolder:PATH"),
+    dataset: str = setting(DEFAULT_DATASET, DATASETS,
                            "the proxy's data set (fashion-mnist-full / cifar10 / cifar100 read from data_dir; "
                            "digits: 8x8, for smoke runs)",
                            shown="fashion-mnist; a space's proxy_training may set its own (mnas: fashion-mnist)")

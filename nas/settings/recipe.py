@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from . import DEVICES, OPTIMIZERS, keys_of, setting
+from . import DATASETS, DEFAULT_DATASET, DEVICES, OPTIMIZERS, keys_of, setting
 from .values import Choice, Integer, Number, OrNone, Text
 
 
@@ -46,9 +46,7 @@ class TrainRunSettings:
     """`nas train`'s settings: the recipe, the data it trains on and where the outputs go."""
 
     recipe: Recipe = field(default_factory=Recipe)
-    dataset: str = setting("fashion-mnist", Text("fashion-mnist, digits (both built in, offline), fashion-mnist-full, "
-                                                 "cifar10, cifar100, imagefolder:PATH"),
-                           "the data set to train on (digits: 8x8, for smoke runs)")
+    dataset: str = setting(DEFAULT_DATASET, DATASETS, "the data set to train on (digits: 8x8, for smoke runs)")
     data_dir: str | None = setting(None, OrNone(Text("a folder")), "where downloaded data sets live")
     resolution: int | None = setting(None, OrNone(Integer(8)), "training side in pixels", shown="data set's")
     out: str | None = setting(None, OrNone(Text("a folder")), "output folder; an earlier one resumes",
