@@ -9,9 +9,11 @@
 every default (proxy training on the default data set, ``trials=48``, one worker), the search alone
 (``final_top_k=0``: the final stage would add the same work to every method), as
 
-- the default: TPE with ``pruner=keep75`` (the best 75 % go on at each epoch, on the reward);
-- TPE without pruning (``pruner=none``);
-- random search without pruning (``sampler=random pruner=none``);
+- the default: TPE with ``pruner=keep75`` (the best 75 % go on at each epoch, on the reward) and
+  ``skip_hopeless`` (a candidate whose reward could not beat the best so far even at accuracy 1 is not trained);
+- the default before skip_hopeless (``skip_hopeless=false``);
+- TPE without pruning (``pruner=none skip_hopeless=false``);
+- random search without pruning (``sampler=random pruner=none skip_hopeless=false``);
 
 for seeds 0 .. seeds-1, one run at a time (one training thread, the other core idle), and reads each run's
 best reward against wall time from the trials' completion times in its journal. Per seed: the time the
@@ -28,8 +30,9 @@ re-used only while nas would still resolve the same settings for it (a changed p
 this reward is almost all cost: a candidate's proxy accuracy barely depends on its FLOPs (their correlation
 over every trained trial under --work is printed) and its training time barely either, so a search's progress
 is a race to the cheap corner, decided by luck as much as by the sampler. The simulation replays that race
-many times in seconds: nas's own samplers (nas.search.optuna_backend.make_sampler, the default TPE and
-random; pruning left out: in the trained runs it stopped no winner and saved 1-19 %) on the real mnas space and its exact FLOPs, with each candidate's accuracy drawn from a normal
+many times in seconds: nas's own samplers (nas.search.optuna_backend.make_sampler: TPE with and without the
+skip, and random; pruning left out: in the trained runs it stopped no winner and saved 1-19 %) on the real mnas
+space and its exact FLOPs, with each candidate's accuracy drawn from a normal
 distribution with the trained trials' mean and spread (a fixed draw per architecture and seed) and its time
 from their linear fit on FLOPs. It prints the default's median fraction of random's time, and how often a
 median of three seeds would meet the goal. Writes search_efficiency_simulated.md.
@@ -61,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import time
@@ -102,9 +106,14 @@ def table(rows: list[tuple[str, int, dict[str, list[float]]]], seeds: int) -> st
     return "\n".join(lines)
 
 
-TRAINED_METHODS = {"default (TPE + keep75)": [], "TPE, no pruning": ["pruner=none"],
-                   "random, no pruning": ["sampler=random", "pruner=none"]}
+TRAINED_METHODS = {"default (TPE + keep75 + skip)": [], "TPE + keep75, no skip": ["skip_hopeless=false"],
+                   "TPE, no pruning": ["pruner=none", "skip_hopeless=false"],
+                   "random, no pruning": ["sampler=random", "pruner=none", "skip_hopeless=false"]}
 BASELINE = "random, no pruning"
+#: Keys nas added since a run was kept, with the value that run behaved as: a kept run lacking one matches it.
+ADDED_KEYS = {"skip_hopeless": False}
+#: Methods renamed since a run was kept (the default before skip_hopeless is "TPE + keep75, no skip").
+RENAMED = {"default (TPE + keep75)": "TPE + keep75, no skip"}
 
 
 def trained_pairs(extra: list[str], trials: int, seed: int, out: Path) -> list[str]:
@@ -177,7 +186,7 @@ def plot_trained(curves: dict[str, list[list[tuple[float, float]]]], path: Path)
     from nas.io import save_figure
 
     figure, axes = plt.subplots(figsize=(7, 4.2))
-    for (method, runs), colour in zip(curves.items(), ("tab:blue", "tab:orange", "tab:grey")):
+    for (method, runs), colour in zip(curves.items(), ("tab:blue", "tab:green", "tab:orange", "tab:grey")):
         for seed, curve in enumerate(runs):
             xs, ys = zip(*curve)
             axes.step(xs, ys, where="post", color=colour, alpha=0.8, label=method if seed == 0 else None)
@@ -192,10 +201,12 @@ def plot_trained(curves: dict[str, list[list[tuple[float, float]]]], path: Path)
 
 
 def kept_runs(path: Path) -> list[dict]:
-    """The runs the .json keeps: {method, seed, settings, curve} each."""
+    """The runs the .json keeps: {method, seed, settings, curve} each, under today's method names and with the
+    keys added since (ADDED_KEYS) filled in."""
     if not path.exists():
         return []
-    return json.loads(path.read_text()).get("runs", [])
+    return [{**run, "method": RENAMED.get(run["method"], run["method"]), "settings": {**ADDED_KEYS, **run["settings"]}}
+            for run in json.loads(path.read_text()).get("runs", [])]
 
 
 def main_trained(trials: int, seeds: int, work: Path, fresh: bool) -> None:
@@ -205,7 +216,7 @@ def main_trained(trials: int, seeds: int, work: Path, fresh: bool) -> None:
     curves: dict[str, list] = {method: [] for method in TRAINED_METHODS}
     for seed in range(seeds):
         for method, extra in TRAINED_METHODS.items():
-            out = work / f"{method.split()[0].strip(',')}-{len(extra)}-seed{seed}"
+            out = work / f"{re.sub('[^a-z0-9]+', '-', method.lower()).strip('-')}-seed{seed}"
             settings = run_settings(trained_pairs(extra, trials, seed, out))
             kept = next((run for run in runs if run["method"] == method and run["seed"] == seed
                          and run["settings"] == settings), None)
@@ -240,8 +251,11 @@ def trained_trials(work: Path) -> tuple[list[float], list[float], list[float]]:
     return flops, accuracy, seconds
 
 
-def simulated_curve(space, sampler: str, seed: int, trials: int, model: dict) -> list[tuple[float, float]]:
-    """One search with nas's sampler on ``space`` (mnas); accuracy and time drawn from ``model``."""
+def simulated_curve(space, sampler: str, seed: int, trials: int, model: dict,
+                    skip: bool = False) -> list[tuple[float, float]]:
+    """One search with nas's sampler on ``space`` (mnas); accuracy and time drawn from ``model``. ``skip``: as
+    skip_hopeless, a candidate whose reward at accuracy 1 is below the best so far is told pruned, untrained
+    (a trial, as nas counts it, costing no time here)."""
     import hashlib
     from dataclasses import replace
 
@@ -261,10 +275,14 @@ def simulated_curve(space, sampler: str, seed: int, trials: int, model: dict) ->
         trial = study.ask()
         spec = sample(space, trial.suggest_categorical)
         flops = float(count_cost(spec).flops)
+        ceiling = (flops / 400e6) ** -0.7  # the reward at accuracy 1
+        if skip and ceiling < best:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
         # the same architecture under the same seed draws the same accuracy, as a retrained one would be close
         draw = np.random.default_rng(int(hashlib.sha256(f"{spec_hash(spec)}-{seed}".encode()).hexdigest()[:12], 16))
         accuracy = float(np.clip(draw.normal(model["accuracy_mean"], model["accuracy_sd"]), 0.1, 1.0))
-        reward = accuracy * (flops / 400e6) ** -0.7
+        reward = accuracy * ceiling
         study.tell(trial, reward)
         clock += model["seconds_base"] + model["seconds_per_mflop"] * flops / 1e6
         best = max(best, reward)
@@ -287,25 +305,37 @@ def main_simulated(trials: int, seeds: int, work: Path) -> None:
              "seconds_base": float(base), "seconds_per_mflop": float(slope)}
     correlation = float(np.corrcoef(np.log(flops), accuracy)[0, 1])
     space = load_space("mnas")  # once: every simulated search samples the same space
-    fractions = []
+    fractions: dict[str, list[float]] = {"default (TPE + skip)": [], "TPE, no skip": []}
     for seed in range(seeds):
-        tpe, random = (simulated_curve(space, sampler, seed, trials, model) for sampler in ("tpe", "random"))
-        reached = time_to_reach(tpe, random[-1][1])
-        fractions.append(float("inf") if reached is None else reached / random[-1][0])
-    met = [f <= 0.5 for f in fractions]
-    p = sum(met) / len(met)
-    three = 3 * p * p * (1 - p) + p ** 3  # at least two of three seeds at or below 0.5
+        random = simulated_curve(space, "random", seed, trials, model)
+        for method, skip in (("default (TPE + skip)", True), ("TPE, no skip", False)):
+            reached = time_to_reach(simulated_curve(space, "tpe", seed, trials, model, skip), random[-1][1])
+            fractions[method].append(float("inf") if reached is None else reached / random[-1][0])
+
+    def row(label: str, cell) -> str:
+        return f"| {label} | " + " | ".join(cell(values) for values in fractions.values()) + " |"
+
+    def met(values: list[float]) -> float:
+        return sum(f <= 0.5 for f in values) / len(values)
+
+    def three(values: list[float]) -> float:
+        p = met(values)
+        return 3 * p * p * (1 - p) + p ** 3  # at least two of three seeds at or below 0.5
+
     text = "\n".join([
-        f"Simulated searches ({seeds} seeds, {trials} trials, mnas, target 400M FLOPs, w = -0.7), the default TPE "
-        f"against random, nas's own samplers. Fitted on {len(flops)} trained trials under {work}: accuracy "
+        f"Simulated searches ({seeds} seeds, {trials} trials, mnas, target 400M FLOPs, w = -0.7), TPE against "
+        f"random, nas's own samplers. Fitted on {len(flops)} trained trials under {work}: accuracy "
         f"{model['accuracy_mean']:.3f} +- {model['accuracy_sd']:.3f}, its correlation with log FLOPs "
-        f"{correlation:.2f}; seconds per trial {base:.1f} + {slope * 1000:.2f} per GFLOP.", "",
-        "| default reaches random's final best at (fraction of random's time) | value |", "|---|---:|",
-        f"| median over {seeds} seeds | {statistics.median(fractions):.2f} |",
-        f"| quartiles | {np.percentile(fractions, 25):.2f}, {np.percentile(fractions, 75):.2f} |",
-        f"| never | {sum(f == float('inf') for f in fractions)} of {seeds} |",
-        f"| at or below 0.5 (one seed meets the goal) | {p:.0%} |",
-        f"| a median of 3 seeds at or below 0.5 (the bench's goal met) | {three:.0%} |"])
+        f"{correlation:.2f}; seconds per trial {base:.1f} + {slope * 1000:.2f} per GFLOP. Skip: a candidate whose "
+        "reward at accuracy 1 is below the best so far is not trained (skip_hopeless, nas's default); it counts "
+        "as a trial.", "",
+        "| reaches random's final best at (fraction of random's time) | " + " | ".join(fractions) + " |",
+        "|---|" + "---:|" * len(fractions),
+        row(f"median over {seeds} seeds", lambda v: f"{statistics.median(v):.2f}"),
+        row("quartiles", lambda v: f"{np.percentile(v, 25):.2f}, {np.percentile(v, 75):.2f}"),
+        row("never", lambda v: f"{sum(f == float('inf') for f in v)} of {seeds}"),
+        row("at or below 0.5 (one seed meets the goal)", lambda v: f"{met(v):.0%}"),
+        row("a median of 3 seeds at or below 0.5 (the bench's goal met)", lambda v: f"{three(v):.0%}")])
     write_text(RESULTS / "search_efficiency_simulated.md", text + "\n")
     print(text)
 

@@ -133,7 +133,8 @@ def test_two_workers_of_one_search_measure_latency_between_trainings(tiny_space,
     monkeypatch.setattr(evaluators, "training_on", noted("train", evaluators.training_on))
     monkeypatch.setattr(latency, "measuring_on", noted("measure", latency.measuring_on))
     result = run_search([f"space={tiny_space}", "objective=latency", "target=2ms", "latency=measured", "workers=2",
-                         "trials=4", "epochs=1", "final_top_k=0", "sampler=random", f"out={tmp_path / 'run'}"],
+                         "trials=4", "epochs=1", "final_top_k=0", "sampler=random", "skip_hopeless=false",
+                         f"out={tmp_path / 'run'}"],
                         progress=False, say=lambda _: None)
     assert sum(r["state"] == "complete" for r in result.records) == 4
     trainings = [i for i in intervals if i[0] == "train"]

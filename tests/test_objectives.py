@@ -120,7 +120,8 @@ def test_search_finds_the_latency_winner_and_the_flops_winner(flip_space, tmp_pa
         accuracies.append(0.9)
         return Evaluation(0.9, 0.0)
 
-    common = [f"space={flip_space}", "sampler=random", "trials=6", "final_top_k=0"]  # the search alone
+    # the search alone, both architectures trained (skip_hopeless would skip the second: the same accuracy, costlier)
+    common = [f"space={flip_space}", "sampler=random", "trials=6", "final_top_k=0", "skip_hopeless=false"]
     by_latency = run_search([*common, "objective=latency", "latency=measured", "target=1ms",
                              f"out={tmp_path / 'latency'}"],
                             evaluator=same_accuracy, progress=False)

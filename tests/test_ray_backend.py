@@ -9,6 +9,7 @@ deselect them with ``-m "not ray"``.
 """
 
 import csv
+import functools
 import os
 import pickle
 import shutil
@@ -31,15 +32,17 @@ from nas.evaluate.evaluators import Evaluation
 from nas.search import ray_backend, ray_records, run_search
 from nas.search.candidate import Context
 from nas.search.config import SearchConfig, resolve_config
+from nas.search.ray_worker import BEST_KEY
 from nas.search.run import prepare_run, run_trials
-from nas.spec import from_dict
+from nas.spec import from_dict, spec_hash
 
 # The evaluators below travel to Ray's workers, which can't import this test module: send them by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 NAS = str(Path(sys.executable).parent / "nas")
 RAY = str(Path(sys.executable).parent / "ray")
-CHEAP = ["target_flops=2M", "epochs=1", "backend=ray", "final_top_k=0"]  # the search alone (test_final.py)
+# the search alone (the final stage: test_final.py), every candidate trained (skipping: test_search.py)
+CHEAP = ["target_flops=2M", "epochs=1", "backend=ray", "final_top_k=0", "skip_hopeless=false"]
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +149,50 @@ def test_identical_architecture_is_trained_once(tmp_path, tiny_space):
     result = run_search([f"space={one}", "trials=3", *CHEAP, f"out={tmp_path / 'run'}"], progress=False)
     assert [bool(r["cached"]) for r in result.records] == [False, True, True]
     assert len({r["accuracy"] for r in result.records}) == 1
+
+
+def test_the_searcher_reads_results_as_tune_hands_them(tiny_space):
+    """Tune hands a searcher each result flattened ("nas/state"): a completed trial reaches Optuna COMPLETE with
+    its reward, an epoch's reward as an intermediate value (read nested, every trial looked stopped)."""
+    from ray.tune.utils import flatten_dict
+
+    from nas.search.ray_searcher import make_searcher
+    from nas.space import load_space, sample
+
+    searcher = make_searcher(SearchConfig(), functools.partial(sample, load_space(tiny_space)), [], {})
+    searcher.suggest("first")
+    attrs = {"spec_hash": "abc", "accuracy": 0.8, "seconds": 1.0, "decisions": {}, "curve": [0.6, 0.8]}
+    searcher.on_trial_result("first", flatten_dict({"epoch": 1, "reward": 0.9, "nas": {**attrs, "state": "running"}}))
+    searcher.on_trial_complete("first", flatten_dict({"accuracy": 0.8, "cost": 1e6, "reward": 1.2, "epoch": 2,
+                                                      "nas": {**attrs, "state": "complete"}}))
+    trial = searcher._ot_study.trials[0]  # OptunaSearch's study: what its sampler learns from
+    assert (trial.state, trial.value, trial.intermediate_values) == (optuna.trial.TrialState.COMPLETE, 1.2, {0: 0.9})
+    assert searcher.best == 1.2 and searcher.known["abc"]["accuracy"] == 0.8
+    assert searcher.suggest("second")[BEST_KEY] == 1.2  # the next trial may skip what could not beat it
+
+
+def _accuracy_by_architecture(spec, report=None):
+    """An accuracy fixed per architecture, between 0.5 and 0.9."""
+    return Evaluation(0.5 + 0.4 * int(spec_hash(spec)[:4], 16) / 0xFFFF, 0.0)
+
+
+@ray_test
+def test_a_candidate_that_cannot_beat_the_best_is_skipped_untrained(tmp_path, tiny_space):
+    """The searcher hands each trial the best reward so far; one trial at a time, a trial is skipped exactly when
+    its reward at accuracy 1, (FLOPs / 2M)^-1, is below the best of the trials before it."""
+    result = run_search([f"space={tiny_space}", "trials=8", "target_flops=2M", "epochs=1", "w=-1", "sampler=random",
+                         "backend=ray", "final_top_k=0", f"out={tmp_path / 'run'}"],
+                        evaluator=_accuracy_by_architecture, progress=False)
+    best, expected = float("-inf"), set()
+    for r in sorted(result.records, key=lambda r: r["number"]):
+        if (r["flops"] / 2e6) ** -1 < best:
+            expected.add(r["number"])
+        else:
+            assert r["state"] == "complete"
+            best = max(best, r["reward"])
+    assert expected  # the test proves nothing unless some candidate is hopeless
+    assert {r["number"] for r in result.records if r.get("skipped")} == expected
+    assert all(r["state"] == "pruned" and r["accuracy"] is None for r in result.records if r["number"] in expected)
 
 
 def _tiny_candidate(index: int):

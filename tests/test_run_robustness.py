@@ -27,7 +27,8 @@ from nas.search.run import build_context
 from nas.spec import from_dict
 
 NAS = str(Path(sys.executable).parent / "nas")
-CHEAP = ["target_flops=2M", "epochs=1", "final_top_k=0"]  # the search alone (the final stage: test_final.py)
+# the search alone (the final stage: test_final.py), every candidate trained (skipping: test_search.py)
+CHEAP = ["target_flops=2M", "epochs=1", "final_top_k=0", "skip_hopeless=false"]
 COUNTED = ("complete", "pruned", "failed")
 
 
@@ -80,7 +81,8 @@ def one_running_after_one_complete(out: Path) -> bool:
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_trial_queues_it_again_and_resume_runs_it(tiny_space, tmp_path, signum, status):
     out = tmp_path / "run"
-    cmd = [NAS, "search", f"space={tiny_space}", "trials=3", "target_flops=2M", "epochs=6", f"out={out}", "--quiet"]
+    cmd = [NAS, "search", f"space={tiny_space}", "trials=3", "target_flops=2M", "epochs=6", "skip_hopeless=false",
+           f"out={out}", "--quiet"]  # every trial trains: one is running when the signal comes
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: one_running_after_one_complete(out)), "no trial was running after a finished one"

@@ -15,9 +15,11 @@ import nas
 from nas.evaluate.evaluators import Evaluation
 from nas.search import optuna_backend, resolve_config, run_search
 from nas.search.config import SearchConfig
+from nas.spec import spec_hash
 
 NAS = str(Path(sys.executable).parent / "nas")
-CHEAP = ["target_flops=2M", "epochs=1", "final_top_k=0"]  # the search alone (tests/test_final.py)
+# the search alone (the final stage: tests/test_final.py), every candidate trained (skipping: test_search.py)
+CHEAP = ["target_flops=2M", "epochs=1", "final_top_k=0", "skip_hopeless=false"]
 
 
 def _records(run_dir):
@@ -139,6 +141,68 @@ def test_hard_limit_rejects_before_training(tiny_space, tmp_path):
     assert not calls
     assert all(r["state"] == "pruned" and "hard limit" in r["note"] for r in result.records)
     assert not (tmp_path / "run" / "best.yaml").exists()
+
+
+def _hopeless_by_replay(records, w):
+    """Which trials a skipping search must skip: replaying a run that trained every candidate, those whose
+    reward at accuracy 1, (FLOPs / 2M)^w, is below the best reward of the trials trained before them."""
+    best, expected = float("-inf"), set()
+    for r in sorted(records, key=lambda r: r["number"]):
+        if (r["flops"] / 2e6) ** w < best:
+            expected.add(r["number"])
+        else:
+            best = max(best, r["reward"])
+    return expected
+
+
+def test_a_candidate_that_cannot_beat_the_best_is_skipped_untrained(tiny_space, tmp_path):
+    trained = []
+
+    def evaluator(spec, report=None):  # an accuracy fixed per architecture, between 0.5 and 0.9
+        trained.append(spec)
+        return Evaluation(0.5 + 0.4 * int(spec_hash(spec)[:4], 16) / 0xFFFF, 0.0)
+
+    # random proposals do not depend on what earlier trials earned: both runs propose the same candidates
+    pairs = [f"space={tiny_space}", "trials=10", "target_flops=2M", "epochs=1", "w=-1", "sampler=random"]
+    everyone = run_search([*pairs, "skip_hopeless=false", "final_top_k=0", f"out={tmp_path / 'all'}"],
+                          evaluator=evaluator, progress=False)
+    assert len(trained) == 10
+    expected = _hopeless_by_replay(everyone.records, -1)
+    assert 0 < len(expected) <= 8  # some skipped (else the test proves nothing), two left for the final stage
+
+    trained.clear()
+    out = tmp_path / "skipping"
+    result = run_search([*pairs, "final_top_k=2", "final_epochs=1", f"out={out}"], evaluator=evaluator,
+                        progress=False)
+    skipped = {r["number"] for r in result.records if r.get("skipped")}
+    assert skipped == expected
+    assert all(r["state"] == "pruned" and r["accuracy"] is None and not r["curve"] for r in result.records
+               if r["number"] in skipped)
+    assert [r["decisions"] for r in result.records] == [r["decisions"] for r in everyone.records]
+    assert result.best["reward"] == everyone.best["reward"]  # a skipped candidate never wins
+    assert len(trained) == 10 - len(skipped) + 2 * 2  # the final stage trains every finalist, both seeds
+    assert all(r["state"] == "complete" for r in result.final)
+    report = (out / "report.md").read_text()
+    assert f"{len(skipped)} skipped untrained" in report
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert sum("skipped untrained" in r["note"] for r in rows) == len(skipped)
+
+
+def test_the_final_stage_trains_every_finalist(tiny_space, tmp_path):
+    """At accuracy 1 everywhere the best search candidate is the cheapest, and the runner-up could not beat its
+    final reward: still trained, since the final stage compares finalists, not candidates with the search."""
+    result = run_search([f"space={tiny_space}", "trials=8", "target_flops=2M", "epochs=1", "sampler=random",
+                         "seed=3", "final_top_k=2", "final_epochs=1", f"out={tmp_path / 'run'}"],
+                        evaluator=lambda spec, report=None: Evaluation(1.0, 0.0), progress=False)
+    assert sum(r["state"] == "complete" for r in result.records) >= 2
+    assert [r["state"] for r in result.final] == ["complete"] * 4
+
+
+def test_skipping_needs_a_score_with_a_ceiling(tiny_space, tmp_path):
+    """A zero-cost score is no accuracy (its ceiling is not 1): nothing is skipped."""
+    result = run_search([f"space={tiny_space}", "trials=6", "target_flops=2M", "w=-3", "sampler=random",
+                         "evaluator=zero_cost:params", "final_top_k=0", f"out={tmp_path / 'run'}"], progress=False)
+    assert all(r["state"] == "complete" for r in result.records)
 
 
 def test_killed_search_resumes_without_losing_a_finished_trial(tiny_space, tmp_path):

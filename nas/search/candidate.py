@@ -32,6 +32,8 @@ class TrialIO(Protocol):
     def record(self, **attrs) -> None: ...
     # Optional: twin_result(spec_hash) -> {"accuracy", "seconds"} | None waits while another trial (another
     # process sharing the run) evaluates the same architecture, and returns its result (see twin_result below).
+    # Optional: best_reward() -> float | None, the best reward a finished trial of this search earned so far
+    # (None: none yet, or the backend keeps no single best); a candidate that can't beat it is skipped.
 
 
 def twin_result(io: TrialIO, key: str) -> dict | None:
@@ -39,6 +41,18 @@ def twin_result(io: TrialIO, key: str) -> dict | None:
     when there is none, it did not complete, or the backend cannot tell (it has no ``twin_result``)."""
     wait = getattr(io, "twin_result", None)
     return wait(key) if wait is not None else None
+
+
+def best_so_far(io: TrialIO) -> float | None:
+    """The best reward of the search so far, where the backend tells it (``best_reward``), else None."""
+    ask = getattr(io, "best_reward", None)
+    return ask() if ask is not None else None
+
+
+def skips_hopeless(config: SearchConfig) -> bool:
+    """Whether a candidate that could not beat the best reward even at accuracy 1 is skipped untrained: the
+    bound holds only where the score is an accuracy (a zero-cost score has no ceiling)."""
+    return config.skip_hopeless and not config.evaluator.startswith("zero_cost")
 
 
 @dataclass
@@ -114,7 +128,7 @@ class Context:
 
 
 def run_candidate(ctx: Context, io: TrialIO) -> Outcome:
-    """Raises Rejected (prune: over the hard limit, screened out) or any error (the trial failed)."""
+    """Raises Rejected (prune: over the hard limit, hopeless, screened out) or any error (the trial failed)."""
     config = ctx.config
     spec = ctx.propose(io.choose)
     key = spec_hash(spec)
@@ -130,6 +144,13 @@ def run_candidate(ctx: Context, io: TrialIO) -> Outcome:
         return reward_fns.reward(score, cost, config.cost_target(), config.reward, config.w, config.w_below,
                                  config.w_above)
 
+    # Every reward is ACC times a factor of the cost, which is known now: at accuracy 1 a candidate earns its
+    # ceiling. Where that is below the best so far, training it cannot change the search's winner.
+    best = best_so_far(io) if skips_hopeless(config) else None
+    if best is not None and reward_of(1.0) < best:
+        io.record(skipped=True)
+        raise Rejected(f"skipped untrained: even at accuracy 1 its reward would be {reward_of(1.0):.4f}, below the "
+                       f"best so far {best:.4f}")
     known = ctx.evaluated.get(key) or twin_result(io, key)
     if known is not None:  # an identical architecture is evaluated once
         score, seconds = known["accuracy"], 0.0

@@ -122,8 +122,7 @@ def run_final(config: SearchConfig, run_dir: Path, search_records: list[dict],
         # its own cache of evaluations (every seed trains), the shared one of measured costs
         ctx = Context(config, lambda choose: spec, evaluator_for(seed, epochs), measured=shared.measured,
                       lock=shared.lock)
-        io = optuna_backend._OptunaIO(study, trial, prune=False, epochs=epochs)
-        io.twin_result = None  # every seed of a candidate trains: no waiting for an "identical" trial's result
+        io = optuna_backend._OptunaIO(study, trial, prune=False, epochs=epochs, final=True)  # each pair trains
         return run_candidate(ctx, io).reward
 
     study.sampler = optuna.samplers.RandomSampler(seed=config.seed)  # every trial is an enqueued pair

@@ -238,8 +238,11 @@ def join_session(study: optuna.Study, run_dir: Path) -> int:
 
 
 class _OptunaIO:
-    def __init__(self, study: optuna.Study, trial: optuna.Trial, prune: bool, epochs: int):
-        self.study, self.trial, self.prune, self.epochs = study, trial, prune, epochs
+    """run_candidate's TrialIO on an Optuna study. ``final``: a final-selection training, which every finalist
+    and seed gets: no waiting for an identical architecture's result, no skipping for the best so far."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial, prune: bool, epochs: int, final: bool = False):
+        self.study, self.trial, self.prune, self.epochs, self.final = study, trial, prune, epochs, final
 
     def choose(self, name, options):
         return self.trial.suggest_categorical(name, options)
@@ -258,9 +261,21 @@ class _OptunaIO:
         for key, value in attrs.items():
             self.trial.set_user_attr(key, value)
 
+    def best_reward(self) -> float | None:
+        """The best reward a complete trial of the run earned (any process's); None before the first one, and
+        with two objectives (no single best) and in the final selection."""
+        if self.final or len(self.study.directions) > 1:
+            return None
+        try:
+            return self.study.best_value
+        except ValueError:  # no complete trial yet
+            return None
+
     def twin_result(self, key: str) -> dict | None:
         """Wait while an earlier trial (this process or another) evaluates the same architecture; its accuracy
         and seconds when it completed, else None (then this trial evaluates it)."""
+        if self.final:
+            return None
         deadline = time.monotonic() + 10.0
         while True:
             live = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))

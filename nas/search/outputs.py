@@ -20,7 +20,7 @@ from ..units import human
 from .preflight import proxy_resolution
 
 RECORD_KEYS = ("params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash", "spec_yaml", "note",
-               "cached", "proxy_score", "curve", "pruned_epoch")
+               "cached", "proxy_score", "curve", "pruned_epoch", "skipped")
 CSV_COLUMNS = ("stage", "number", "seed", "state", "params", "flops", "mac", "cost", "accuracy", "reward", "seconds",
                "spec_hash", "cached", "note", "decisions")
 
@@ -108,20 +108,23 @@ def plot_pareto(run_dir: Path, records: list[dict], front: list[dict], best: dic
     save_figure(fig, run_dir / "pareto.png", dpi=110)
 
 
-def pruning_line(records: list[dict]) -> str:
-    """How many trials the pruner stopped, and after which epoch (a rejected candidate stops untrained)."""
+def pruning_line(records: list[dict], config) -> str:
+    """How many trials stopped, and when: after which epoch (the pruner), untrained as hopeless (skip_hopeless),
+    or untrained otherwise (a hard limit, the hybrid evaluator's screen)."""
     at: dict[str, int] = {}
     for r in records:
         if r["state"] != "pruned":
             continue
         epoch = r.get("pruned_epoch") or (len(r["curve"]) if r.get("curve") else None)
-        label = f"epoch {epoch}" if epoch else "before training (rejected)"
+        label = f"after epoch {epoch}" if epoch else "skipped untrained" if r.get("skipped") else "rejected untrained"
         at[label] = at.get(label, 0) + 1
+    how = (f"the pruner ({config.pruner}) compares the reward at each epoch before the last"
+           + ("; a candidate whose reward could not beat the best so far even at accuracy 1 is skipped untrained"
+              if config.skip_hopeless else ""))
     if not at:
-        return "pruning: no trial was stopped."
+        return f"pruning: no trial was stopped ({how})."
     return (f"pruning: {sum(at.values())} trials stopped: "
-            + ", ".join(f"{n} after {label}" if label.startswith("epoch") else f"{n} {label}"
-                        for label, n in sorted(at.items())) + ".")
+            + ", ".join(f"{n} {label}" for label, n in sorted(at.items())) + f" ({how}).")
 
 
 def side_text(config) -> str:
@@ -151,7 +154,7 @@ def write_report(run_dir: Path, records: list[dict], best: dict | None, front: l
              "candidate.", "",
              "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
              + f"; {seconds:.0f} s evaluating.", "",
-             pruning_line(records) + f" (pruner {config.pruner}, on the reward at each epoch before the last)", ""]
+             pruning_line(records, config), ""]
     if config.objective == "latency":  # a latency figure means nothing without where and how it was taken
         how = "predicted from the per-device latency table" if config.latency == "predicted" else "measured"
         lines += [f"latency: {how}, on {config.latency_device} with {config.latency_threads} torch thread(s), "

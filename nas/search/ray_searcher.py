@@ -24,7 +24,7 @@ from ..spec import spec_hash
 from . import optuna_backend
 from .config import SearchConfig
 from .ray_records import FINISHED_STATES, finished_count, frozen_trial, replayed_distributions, trial_state
-from .ray_worker import KNOWN_KEY
+from .ray_worker import BEST_KEY, KNOWN_KEY
 
 STUDY_NAME = "nas"               # the in-memory Optuna study inside OptunaSearch
 
@@ -39,17 +39,34 @@ class _DefineByRun:
         self.propose(lambda name, options: trial.suggest_categorical(name, options))
 
 
+def nested(result: dict | None) -> dict | None:
+    """A result as the worker reported it. Tune hands a searcher each result flattened ("nas/state",
+    "nas/decisions/stage0.block"); read that way, every trial looked stopped and TPE learned from none."""
+    if result is None or "nas" in result:
+        return result
+    out: dict = {}
+    for key, value in result.items():
+        *parents, last = key.split("/")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
 class NasOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna what nas measured: a rejected or ASHA-stopped candidate is PRUNED and
     a failed one FAIL (not a COMPLETE trial with a missing value), intermediate values are the per-epoch
     accuracy (as in the Optuna backend), and an architecture already evaluated is flagged in its trial's
-    config so the worker does not train it again.
+    config so the worker does not train it again. Each trial's config also carries the best reward so far, so
+    the worker can skip a candidate that could not beat it (nas.search.candidate.skips_hopeless).
 
     It translates nas's results into OptunaSearch's terms and leaves the bookkeeping to OptunaSearch.
     """
 
-    def __init__(self, propose: Callable, known: dict, **kwargs):
+    def __init__(self, propose: Callable, known: dict, best: float | None = None, **kwargs):
         self.propose, self.known = propose, dict(known)  # spec hash -> accuracy, seconds
+        self.best = best  # the best reward of a complete trial so far (earlier sessions' included)
         super().__init__(space=_DefineByRun(propose), **kwargs)
 
     @property
@@ -62,19 +79,25 @@ class NasOptunaSearch(OptunaSearch):
             key = spec_hash(self.propose(fixed_choices(config)))
             if key in self.known:
                 config[KNOWN_KEY] = self.known[key]
+            if self.best is not None and not self.multi_objective:
+                config[BEST_KEY] = self.best
         return config
 
     def on_trial_result(self, trial_id, result):
+        result = nested(result)
         running = (result.get("nas") or {}).get("state") == "running"
         if running and not self.multi_objective:  # an epoch's reward, for the pruner
             super().on_trial_result(trial_id, {self.metric: result["reward"],
                                                TRAINING_ITERATION: result["epoch"] - 1})
 
     def on_trial_complete(self, trial_id, result=None, error=False):
+        result = nested(result)
         state = trial_state(result, error)
         if state == "complete":
             value = {"accuracy": result["accuracy"], "cost": result["cost"], "reward": result["reward"]}
             attrs = result["nas"]
+            if result["reward"] is not None:
+                self.best = result["reward"] if self.best is None else max(self.best, result["reward"])
             if not attrs.get("cached"):
                 self.known.setdefault(attrs["spec_hash"], {"accuracy": attrs["accuracy"],
                                                            "seconds": attrs.get("seconds") or 0})
@@ -97,7 +120,8 @@ def make_searcher(config: SearchConfig, propose: Callable, previous: list[dict],
     # The Optuna backend's sampler; constant_liar when trials run at once (here: concurrent, not workers).
     sampler = optuna_backend.make_sampler(replace(config, workers=config.concurrent), finished_count(previous))
     metric, mode = (["accuracy", "cost"], ["max", "min"]) if multi else ("reward", "max")
-    return NasOptunaSearch(propose, known, metric=metric, mode=mode, sampler=sampler,
+    rewards = [r["reward"] for r in previous if r["state"] == "complete" and r.get("reward") is not None]
+    return NasOptunaSearch(propose, known, max(rewards, default=None), metric=metric, mode=mode, sampler=sampler,
                            storage=warm_start(previous, propose, multi), study_name=STUDY_NAME)
 
 

@@ -24,6 +24,7 @@ from .config import SearchConfig
 
 GRID_KEY = "grid_point"          # a grid trial's Tune config: {GRID_KEY: {decision: value}}
 KNOWN_KEY = "nas_known"          # set by the searcher when the architecture was evaluated before
+BEST_KEY = "nas_best"            # set by the searcher: the best reward of a complete trial so far
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,8 @@ class TuneTrialIO:
     accuracy and reward go to tune.report (where ASHA may stop the trial on the reward), attributes ride along
     in every report under "nas" (with a "state": started, running, then complete, pruned or failed)."""
 
-    def __init__(self, values: dict, epochs: int, where: dict | None = None):
-        self.values, self.epochs = values, epochs
+    def __init__(self, values: dict, epochs: int, where: dict | None = None, best: float | None = None):
+        self.values, self.epochs, self.best = values, epochs, best
         self.attrs: dict[str, Any] = {"decisions": {}, "curve": [], **(where or {})}
 
     def choose(self, name: str, options: list):
@@ -102,6 +103,10 @@ class TuneTrialIO:
             return  # the final report carries the last epoch: ASHA stops a trial that reaches max_t
         tune.report({"epoch": epoch + 1, "accuracy": accuracy, "reward": reward, "cost": self.attrs.get("cost"),
                      "nas": self._snapshot("running")})
+
+    def best_reward(self) -> float | None:
+        """The best reward so far when the searcher proposed this trial (trials running beside it may beat it)."""
+        return self.best
 
     def record(self, **attrs) -> None:
         first = "spec_yaml" in attrs and "spec_yaml" not in self.attrs
@@ -136,7 +141,7 @@ def run_trial(tune_config: dict, job: Job) -> None:
     torch.set_num_threads(max(1, int(job.config.cpus_per_trial)))
     ctx = context_for(job)
     values = tune_config.get(GRID_KEY, tune_config)
-    io = TuneTrialIO(values, job.config.train.epochs, where_am_i())
+    io = TuneTrialIO(values, job.config.train.epochs, where_am_i(), tune_config.get(BEST_KEY))
     if KNOWN_KEY in tune_config:  # the searcher knows this architecture's accuracy: not trained again
         key = spec_hash(ctx.propose(fixed_choices(values)))
         ctx.evaluated.setdefault(key, tune_config[KNOWN_KEY])

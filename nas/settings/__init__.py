@@ -96,6 +96,9 @@ class SearchConfig:
     sampler: str = setting("tpe", Choice(SAMPLERS), "how candidates are chosen (nsga2: accuracy vs cost Pareto front)")
     pruner: str = setting("keep75", Choice(PRUNERS), "at every epoch before the last (a rung), stop candidates whose "
                           "reward so far is in the bottom quarter of those that reached it (median: bottom half)")
+    skip_hopeless: bool = setting(True, Flag(), "skip, untrained, a candidate whose reward could not beat the best "
+                                  "so far even at accuracy 1 (its cost caps it); it counts as a trial, as a pruned "
+                                  "one does (evaluator train or hybrid; one objective)")
     seed: int = setting(0, Integer(0), "seed of the sampler, the data split and the proxy training")
     final_top_k: int = setting(3, Integer(0), "final selection: the best distinct candidates by proxy reward "
                                "trained again, longer, under final_seeds seeds; best.yaml is its winner (0: off)")
