@@ -198,6 +198,17 @@ def test_the_final_stage_trains_every_finalist(tiny_space, tmp_path):
     assert [r["state"] for r in result.final] == ["complete"] * 4
 
 
+def test_the_progress_line_says_a_trial_was_skipped(capsys):
+    from nas.search.run import ProgressBar
+
+    bar = ProgressBar(total=2, done=0, previous=[], enabled=True)  # not a terminal here: one line per trial
+    bar.update_with({"number": 0, "state": "complete", "reward": 1.5})
+    bar.update_with({"number": 1, "state": "pruned", "reward": None, "skipped": True})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["trial 0 (1/2): complete, reward 1.5000; best reward 1.5000",
+                     "trial 1 (2/2): skipped untrained (could not beat the best); best reward 1.5000"]
+
+
 def test_skipping_needs_a_score_with_a_ceiling(tiny_space, tmp_path):
     """A zero-cost score is no accuracy (its ceiling is not 1): nothing is skipped."""
     result = run_search([f"space={tiny_space}", "trials=6", "target_flops=2M", "w=-3", "sampler=random",

@@ -223,7 +223,8 @@ class ProgressBar:
             self._postfix()
         elif self.enabled:
             reward = f", reward {record['reward']:.4f}" if record.get("reward") is not None else ""
-            print(f"trial {record['number']} ({self.done}/{self.total}): {record['state']}{reward}; "
+            state = "skipped untrained (could not beat the best)" if record.get("skipped") else record["state"]
+            print(f"trial {record['number']} ({self.done}/{self.total}): {state}{reward}; "
                   f"{self._best_text()}", flush=True)
 
     def close(self):
