@@ -41,7 +41,7 @@ class _DefineByRun:
 
 def nested(result: dict | None) -> dict | None:
     """A result as the worker reported it. Tune hands a searcher each result flattened ("nas/state",
-    "nas/decisions/stage0.block"); read that way, every trial looked stopped and TPE learned from none."""
+    "nas/decisions/stage0.block"); read as if nested, every trial would look stopped and TPE learn from none."""
     if result is None or "nas" in result:
         return result
     out: dict = {}
@@ -57,7 +57,7 @@ def nested(result: dict | None) -> dict | None:
 class NasOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna what nas measured: a rejected or ASHA-stopped candidate is PRUNED and
     a failed one FAIL (not a COMPLETE trial with a missing value), intermediate values are the per-epoch
-    accuracy (as in the Optuna backend), and an architecture already evaluated is flagged in its trial's
+    reward (as in the Optuna backend), and an architecture already evaluated is flagged in its trial's
     config so the worker does not train it again. Each trial's config also carries the best reward so far, so
     the worker can skip a candidate that could not beat it (nas.search.candidate.skips_hopeless).
 
