@@ -262,20 +262,21 @@ def simulated_curve(space, sampler: str, seed: int, trials: int, model: dict,
     import numpy as np
     import optuna
 
+    from nas import reward as reward_fns
     from nas.cost import count_cost
     from nas.search.config import SearchConfig
     from nas.search.optuna_backend import make_sampler
     from nas.space import sample
     from nas.spec import spec_hash
 
-    study = optuna.create_study(direction="maximize",
-                                sampler=make_sampler(replace(SearchConfig(), sampler=sampler, trials=trials, seed=seed), 0))
+    config = replace(SearchConfig(), sampler=sampler, trials=trials, seed=seed)  # mnas's: target 400M, w -0.7
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(config, 0))
     curve, best, clock = [], float("-inf"), 0.0
     for _ in range(trials):
         trial = study.ask()
         spec = sample(space, trial.suggest_categorical)
         flops = float(count_cost(spec).flops)
-        ceiling = (flops / 400e6) ** -0.7  # the reward at accuracy 1
+        ceiling = reward_fns.reward(1.0, flops, config.cost_target(), config.reward, config.w)  # at accuracy 1
         if skip and ceiling < best:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             continue

@@ -49,10 +49,15 @@ def best_so_far(io: TrialIO) -> float | None:
     return ask() if ask is not None else None
 
 
+def multi_objective(config: SearchConfig) -> bool:
+    """Two objectives (accuracy up, cost down: nsga2's Pareto front) rather than one reward."""
+    return config.sampler == "nsga2"
+
+
 def skips_hopeless(config: SearchConfig) -> bool:
-    """Whether a candidate that could not beat the best reward even at accuracy 1 is skipped untrained: the
-    bound holds only where the score is an accuracy (a zero-cost score has no ceiling)."""
-    return config.skip_hopeless and not config.evaluator.startswith("zero_cost")
+    """Whether a candidate that could not beat the best reward even at accuracy 1 is skipped untrained: with one
+    reward to beat, and where the score is an accuracy (a zero-cost score has no ceiling)."""
+    return config.skip_hopeless and not multi_objective(config) and not config.evaluator.startswith("zero_cost")
 
 
 @dataclass

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from ..errors import Rejected, UserError
 from ..io import create_appendable, process_alive
 from . import interrupts
-from .candidate import Context, run_candidate
+from .candidate import Context, multi_objective, run_candidate
 from .config import SearchConfig
 from .journal_repair import set_aside_torn_tail
 from .outputs import RECORD_KEYS
@@ -47,10 +47,6 @@ class _JournalFile(JournalFileBackend):
 def _storage(run_dir: Path) -> optuna.storages.JournalStorage:
     journal = create_appendable(run_dir / STORAGE_FILE)  # 0644 like every nas file, whatever the umask
     return optuna.storages.JournalStorage(_JournalFile(str(journal)))
-
-
-def multi_objective(config: SearchConfig) -> bool:
-    return config.sampler == "nsga2"
 
 
 def make_sampler(config: SearchConfig, finished: int, grid: dict | None = None,
@@ -262,9 +258,9 @@ class _OptunaIO:
             self.trial.set_user_attr(key, value)
 
     def best_reward(self) -> float | None:
-        """The best reward a complete trial of the run earned (any process's); None before the first one, and
-        with two objectives (no single best) and in the final selection."""
-        if self.final or len(self.study.directions) > 1:
+        """The best reward a complete trial of the run earned (any process's); None before the first one and in
+        the final selection."""
+        if self.final:
             return None
         try:
             return self.study.best_value

@@ -17,6 +17,7 @@ from ..errors import UserError
 from ..io import save_figure, write_text
 from ..spec import loads, replace, save
 from ..units import human
+from .candidate import skips_hopeless
 from .preflight import proxy_resolution
 
 RECORD_KEYS = ("params", "flops", "mac", "cost", "accuracy", "reward", "seconds", "spec_hash", "spec_yaml", "note",
@@ -120,7 +121,7 @@ def pruning_line(records: list[dict], config) -> str:
         at[label] = at.get(label, 0) + 1
     how = (f"the pruner ({config.pruner}) compares the reward at each epoch before the last"
            + ("; a candidate whose reward could not beat the best so far even at accuracy 1 is skipped untrained"
-              if config.skip_hopeless else ""))
+              if skips_hopeless(config) else ""))
     if not at:
         return f"pruning: no trial was stopped ({how})."
     return (f"pruning: {sum(at.values())} trials stopped: "

@@ -23,6 +23,7 @@ from ..space import fixed_choices
 from ..spec import spec_hash
 from . import optuna_backend
 from .config import SearchConfig
+from .outputs import best_record
 from .ray_records import FINISHED_STATES, finished_count, frozen_trial, replayed_distributions, trial_state
 from .ray_worker import BEST_KEY, KNOWN_KEY
 
@@ -79,7 +80,7 @@ class NasOptunaSearch(OptunaSearch):
             key = spec_hash(self.propose(fixed_choices(config)))
             if key in self.known:
                 config[KNOWN_KEY] = self.known[key]
-            if self.best is not None and not self.multi_objective:
+            if self.best is not None:
                 config[BEST_KEY] = self.best
         return config
 
@@ -120,8 +121,8 @@ def make_searcher(config: SearchConfig, propose: Callable, previous: list[dict],
     # The Optuna backend's sampler; constant_liar when trials run at once (here: concurrent, not workers).
     sampler = optuna_backend.make_sampler(replace(config, workers=config.concurrent), finished_count(previous))
     metric, mode = (["accuracy", "cost"], ["max", "min"]) if multi else ("reward", "max")
-    rewards = [r["reward"] for r in previous if r["state"] == "complete" and r.get("reward") is not None]
-    return NasOptunaSearch(propose, known, max(rewards, default=None), metric=metric, mode=mode, sampler=sampler,
+    best = best_record(previous)
+    return NasOptunaSearch(propose, known, best["reward"] if best else None, metric=metric, mode=mode, sampler=sampler,
                            storage=warm_start(previous, propose, multi), study_name=STUDY_NAME)
 
 
