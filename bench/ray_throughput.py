@@ -48,8 +48,9 @@ def trials_per_hour(folder: Path, space: Path, concurrent: int, cpus: int, trial
     from nas.search import run_search
 
     start = time.perf_counter()
+    # every trial trains (pruner=none, skip_hopeless=false): a skipped one would count as a finished trial
     result = run_search([f"space={space}", f"trials={trials}", f"epochs={epochs}", "sampler=random", "pruner=none",
-                         "target_flops=5M", "device=cpu", "backend=ray", f"concurrent={concurrent}",
+                         "skip_hopeless=false", "target_flops=5M", "device=cpu", "backend=ray", f"concurrent={concurrent}",
                          f"cpus_per_trial={cpus}", f"out={folder / f'concurrent-{concurrent}'}"], progress=False)
     seconds = time.perf_counter() - start
     done = sum(r["state"] == "complete" for r in result.records)
